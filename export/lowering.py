@@ -1,0 +1,176 @@
+"""Index unpooling lowered to TFLite builtin ops, and the rewrite of a trained SegNet to use it.
+
+``tf.nn.max_pool_with_argmax`` is not a TFLite builtin and ``tf.scatter_nd`` is not on the Edge TPU,
+so neither can enter an int8 model. The lowering keeps what the indices mean instead of the indices:
+a position receives the unpooled value iff it holds the maximum of its 2x2 window *and* no earlier
+position (row-major: top-left, top-right, bottom-left, bottom-right) of that window holds the same
+maximum. That is the rule of ``tf.nn.max_pool_with_argmax``, and ties are not rare: windows of
+all-zero ReLU outputs are everywhere, and int8 rounding makes more. Pooling therefore emits a one-hot
+*switch mask* at the input resolution, and unpooling is nearest-neighbour upsampling times the mask:
+
+    window_max = upsample(max_pool(x))                # MAX_POOL_2D, RESIZE_NEAREST_NEIGHBOR
+    is_max     = x == window_max                      # ties: several ones per window
+    rank       = is_max * priority                    # priority = 4, 3, 2, 1 in each 2x2 window
+    mask       = rank == upsample(max_pool(rank))     # keeps the first maximum only
+    unpooled   = upsample(y) * mask
+
+Two flavours differ only in how equality is written:
+
+* ``exact`` (cpu, GPU delegate): EQUAL and CAST. Equal to the argmax network bit for bit in float32;
+  in int8 the comparison is on integer codes, which share one scale, so it is exact there too.
+* ``edgetpu``: the Edge TPU has no EQUAL, SELECT or CAST. Since ``window_max - x >= 0``, equality is
+  ``1 - min(gain * (window_max - x), 1)``, a step built from SUB, MUL and a clamp, where ``gain`` is
+  set from the calibration range of ``x`` so that one int8 step of ``x`` saturates it. The second
+  comparison is between small integers (0..4) and needs no gain: ``relu(1 - (max_rank - rank))``.
+
+Odd sizes: SAME pooling maps 45 -> 23; upsampling gives 46 and a SLICE crops back to 45 (the extra row
+is the last window's padding, which never holds a maximum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D, MonteCarloDropout
+
+LOWERINGS = ("exact", "edgetpu")
+
+
+def window_priority(height: int, width: int) -> np.ndarray:
+    """``[1, H, W, 1]`` constant: 4, 3, 2, 1 at the top-left, top-right, bottom-left, bottom-right
+    of every 2x2 window, so the first maximum of a window has the highest rank."""
+    rows = np.arange(height)[:, None] % 2
+    cols = np.arange(width)[None, :] % 2
+    return (4 - 2 * rows - cols).astype(np.float32)[None, :, :, None]
+
+
+def upsample_to(x: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Nearest-neighbour 2x upsampling cropped to ``height x width`` (odd sizes)."""
+    h, w = x.shape[1], x.shape[2]
+    up = tf.image.resize(x, (2 * h, 2 * w), method="nearest")
+    if (2 * h, 2 * w) != (height, width):
+        up = up[:, :height, :width, :]
+    return up
+
+
+def first_max_mask(x: tf.Tensor, pooled: tf.Tensor, lowering: str, gain: float) -> tf.Tensor:
+    """Where ``x`` holds the first maximum of its 2x2 window: bool (exact) or 1.0/0.0 (edgetpu)."""
+    height, width = x.shape[1], x.shape[2]
+    window_max = upsample_to(pooled, height, width)
+    priority = tf.constant(window_priority(height, width), dtype=x.dtype)
+    if lowering == "exact":
+        # SELECT_V2 keeps int8 end to end; a CAST of the bool would leave a float island.
+        rank = tf.where(tf.equal(x, window_max), priority, tf.zeros_like(priority))
+    else:
+        # relu6 fuses into the MUL, so its int8 output range is [0, 6], never gain * range(x).
+        step = tf.minimum(tf.nn.relu6(gain * (window_max - x)), 1.0)
+        rank = (1.0 - step) * priority
+    max_rank = upsample_to(tf.nn.max_pool2d(rank, 2, 2, "SAME"), height, width)
+    if lowering == "exact":
+        return tf.equal(rank, max_rank)
+    return tf.nn.relu(1.0 - (max_rank - rank))
+
+
+@keras.saving.register_keras_serializable(package="segnet_tf")
+class MaxPoolingWithMask2D(keras.layers.Layer):
+    """Drop-in for :class:`MaxPoolingWithArgmax2D` made of builtin ops: returns ``(pooled, mask)``
+    where ``mask`` is the one-hot argmax at the input resolution instead of flat indices."""
+
+    def __init__(self, lowering: str = "exact", gain: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if lowering not in LOWERINGS:
+            raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
+        self.lowering = lowering
+        self.gain = float(gain)
+
+    def call(self, inputs):
+        pooled = tf.nn.max_pool2d(inputs, 2, 2, "SAME")
+        return pooled, first_max_mask(inputs, pooled, self.lowering, self.gain)
+
+    def compute_output_spec(self, inputs):
+        n, h, w, c = inputs.shape
+        pooled = keras.KerasTensor((n, -(-h // 2), -(-w // 2), c), dtype=inputs.dtype)
+        mask_dtype = "bool" if self.lowering == "exact" else inputs.dtype
+        return pooled, keras.KerasTensor(inputs.shape, dtype=mask_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "lowering": self.lowering, "gain": self.gain}
+
+
+@keras.saving.register_keras_serializable(package="segnet_tf")
+class MaskedUnpooling2D(keras.layers.Layer):
+    """Drop-in for :class:`MaxUnpooling2D`: called on ``[updates, mask, reference]``, returns
+    ``upsample(updates) * mask`` at the reference's (possibly odd) size."""
+
+    def call(self, inputs):
+        updates, mask, _reference = inputs
+        up = upsample_to(updates, mask.shape[1], mask.shape[2])
+        if mask.dtype == tf.bool:
+            return tf.where(mask, up, tf.constant(0.0, up.dtype))
+        return up * mask
+
+    def compute_output_spec(self, inputs):
+        updates, mask, _ = inputs
+        return keras.KerasTensor((*mask.shape[:3], updates.shape[3]), dtype=updates.dtype)
+
+
+def pool_input_names(model: keras.Model) -> list[str]:
+    """Names of the argmax pooling layers of ``model``, in graph order."""
+    return [layer.name for layer in model.layers if isinstance(layer, MaxPoolingWithArgmax2D)]
+
+
+def lower_model(
+    model: keras.Model,
+    lowering: str = "exact",
+    gains: Mapping[str, float] | None = None,
+    batch_size: int | None = 1,
+) -> keras.Model:
+    """Rebuild ``model`` with builtin-op pooling/unpooling, sharing its weights.
+
+    Monte Carlo dropout becomes identity (deterministic inference). ``gains`` maps pooling layer
+    names to the ``edgetpu`` step gain (see :func:`edgetpu_gains`). A static ``batch_size`` gives the
+    static shapes that TFLite accelerators want.
+    """
+    if lowering not in LOWERINGS:
+        raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
+    gains = dict(gains or {})
+    if lowering == "edgetpu":
+        missing = set(pool_input_names(model)) - set(gains)
+        if missing:
+            raise ValueError(f"edgetpu lowering needs a gain for every pooling; missing {sorted(missing)}")
+
+    def replace(layer):
+        if isinstance(layer, MaxPoolingWithArgmax2D):
+            return MaxPoolingWithMask2D(lowering, gains.get(layer.name, 1.0), name=layer.name)
+        if isinstance(layer, MaxUnpooling2D):
+            return MaskedUnpooling2D(name=layer.name)
+        if isinstance(layer, MonteCarloDropout):
+            return keras.layers.Identity(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    shape = model.inputs[0].shape[1:]
+    inputs = keras.Input(shape=shape, batch_size=batch_size, name=model.inputs[0].name)
+    lowered = keras.models.clone_model(model, input_tensors=inputs, clone_function=replace)
+    lowered.set_weights(model.get_weights())
+    return lowered
+
+
+def edgetpu_gains(model: keras.Model, images: np.ndarray, steps_per_code: float = 2.0) -> dict[str, float]:
+    """Step gains for the ``edgetpu`` lowering, from the range of each pooling input on ``images``.
+
+    int8 spreads a ReLU output over ``max / 255`` per code; a gain of ``steps_per_code * 255 / max``
+    makes a one-code difference from the window maximum count as "not the maximum".
+    """
+    names = pool_input_names(model)
+    probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])
+    outputs = probe.predict(images, batch_size=1, verbose=0)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    gains = {}
+    for name, out in zip(names, outputs, strict=True):
+        span = float(np.max(out) - min(0.0, float(np.min(out))))
+        gains[name] = steps_per_code * 255.0 / max(span, 1e-6)
+    return gains

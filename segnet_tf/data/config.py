@@ -1,0 +1,124 @@
+"""Dataset configuration: the one home of class names, colours, the void id and class weights.
+
+CamVid's 11-class SegNet split is built in; other datasets (SUN RGB-D, a user's own classes) are
+described by a small YAML or JSON file with the same keys as :meth:`DatasetConfig.to_dict`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Classes of a segmentation dataset.
+
+    ``void_id`` is a label id that is not a class: it is left out of the loss and every metric.
+    It may equal ``num_classes`` (CamVid's 11) or be ``None`` when every pixel is labelled.
+    ``class_weights`` are optional per-class loss weights (CamVid: the paper's median-frequency
+    weights); ``segnet-tf data stats`` computes them for any dataset.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    colours: tuple[tuple[int, int, int], ...]
+    void_id: int | None = None
+    void_colour: tuple[int, int, int] = (0, 0, 0)
+    class_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != len(self.colours):
+            raise ValueError(
+                f"dataset config {self.name!r}: {len(self.class_names)} class names but "
+                f"{len(self.colours)} colours"
+            )
+        if self.class_weights is not None and len(self.class_weights) != len(self.class_names):
+            raise ValueError(
+                f"dataset config {self.name!r}: {len(self.class_weights)} class weights for "
+                f"{len(self.class_names)} classes"
+            )
+        if self.void_id is not None and 0 <= self.void_id < len(self.class_names):
+            raise ValueError(
+                f"dataset config {self.name!r}: void_id {self.void_id} is also a class id; "
+                f"use an id >= {len(self.class_names)} (commonly 255)"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["class_names"] = list(self.class_names)
+        d["colours"] = [list(c) for c in self.colours]
+        d["void_colour"] = list(self.void_colour)
+        d["class_weights"] = None if self.class_weights is None else list(self.class_weights)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DatasetConfig:
+        try:
+            names = tuple(str(n) for n in d["class_names"])
+            colours = tuple(tuple(int(v) for v in c) for c in d["colours"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"dataset config needs 'class_names' (list of str) and 'colours' "
+                f"(list of [r, g, b]): {e}"
+            ) from e
+        weights = d.get("class_weights")
+        return cls(
+            name=str(d.get("name", "custom")),
+            class_names=names,
+            colours=colours,  # type: ignore[arg-type]
+            void_id=None if d.get("void_id") is None else int(d["void_id"]),
+            void_colour=tuple(int(v) for v in d.get("void_colour", (0, 0, 0))),  # type: ignore[arg-type]
+            class_weights=None if weights is None else tuple(float(w) for w in weights),
+        )
+
+
+CAMVID = DatasetConfig(
+    name="camvid",
+    class_names=(
+        "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+        "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+    ),
+    colours=(
+        (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+        (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+    ),
+    void_id=11,
+    void_colour=(0, 0, 0),
+    # SegNet's Caffe `class_weighting` (median frequency balancing), see shared CamVid README.
+    class_weights=(
+        0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446, 1.8418, 0.6823, 6.2478, 7.3614,
+    ),
+)
+
+BUILTIN_CONFIGS = {"camvid": CAMVID}
+
+
+def load_dataset_config(source: str | Path) -> DatasetConfig:
+    """A built-in config by name (``camvid``) or one read from a ``.yaml``/``.yml``/``.json`` file."""
+    if str(source).lower() in BUILTIN_CONFIGS:
+        return BUILTIN_CONFIGS[str(source).lower()]
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"dataset config {str(source)!r} is neither a built-in name "
+            f"({', '.join(BUILTIN_CONFIGS)}) nor an existing file"
+        )
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping with class_names and colours")
+    try:
+        return DatasetConfig.from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e

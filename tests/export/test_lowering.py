@@ -1,0 +1,102 @@
+"""The builtin-op lowering of argmax pooling/unpooling equals the reference, ties included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import segnet_tf
+from export.lowering import (
+    MaskedUnpooling2D,
+    MaxPoolingWithMask2D,
+    edgetpu_gains,
+    lower_model,
+    window_priority,
+)
+from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+
+
+def reference_unpool(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    pooled, indices = MaxPoolingWithArgmax2D()(x)
+    assert pooled.shape == y.shape
+    return MaxUnpooling2D()([y, indices, x]).numpy()
+
+
+def lowered_unpool(x: np.ndarray, y: np.ndarray, lowering: str, gain: float = 1.0) -> np.ndarray:
+    _, mask = MaxPoolingWithMask2D(lowering, gain)(x)
+    return MaskedUnpooling2D()([y, mask, x]).numpy()
+
+
+def test_window_priority_ranks_the_window_in_row_major_order():
+    np.testing.assert_array_equal(
+        window_priority(3, 5)[0, :, :, 0],
+        [[4, 3, 4, 3, 4], [2, 1, 2, 1, 2], [4, 3, 4, 3, 4]],
+    )
+
+
+# Hand-built ties: all-zero window, two equal maxima on the diagonal, a full row of maxima,
+# and a unique maximum; plus the odd column and row that SAME padding leaves alone.
+TIES = np.array(
+    [
+        [0, 0, 2, 1, 7],
+        [0, 0, 1, 2, 7],
+        [3, 3, 0, 5, 1],
+        [1, 0, 5, 5, 0],
+        [6, 6, 0, 0, 9],
+    ],
+    np.float32,
+)[None, :, :, None]
+
+
+@pytest.mark.parametrize("lowering", ["exact", "edgetpu"])
+def test_hand_built_ties(lowering):
+    y = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1) * 10
+    got = lowered_unpool(TIES, y, lowering)[0, :, :, 0]
+    expected = np.zeros((5, 5), np.float32)
+    for (r, c), value in {
+        (0, 0): 10, (0, 2): 20, (0, 4): 30,  # zeros -> top-left; 2s on the diagonal -> top-left
+        (2, 0): 40, (2, 3): 50, (2, 4): 60,  # 3 3 row -> left; 5 at TR and BL/BR -> TR
+        (4, 0): 70, (4, 2): 80, (4, 4): 90,  # last row: windows of one row
+    }.items():
+        expected[r, c] = value
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, reference_unpool(TIES, y)[0, :, :, 0])
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8, 3), (2, 45, 61, 4), (1, 23, 1, 2)])
+@pytest.mark.parametrize("lowering", ["exact", "edgetpu"])
+def test_matches_reference_on_tie_heavy_maps(shape, lowering):
+    rng = np.random.default_rng(sum(shape))
+    x = np.maximum(rng.integers(-2, 3, shape), 0).astype(np.float32)  # ReLU'd small ints: ~60% ties
+    pooled_shape = (shape[0], -(-shape[1] // 2), -(-shape[2] // 2), shape[3])
+    y = rng.normal(size=pooled_shape).astype(np.float32)
+    # integer maps differ by >= 1 where they differ, so a gain of 1 is exact for edgetpu here
+    np.testing.assert_array_equal(lowered_unpool(x, y, lowering), reference_unpool(x, y))
+
+
+@pytest.mark.parametrize("name", segnet_tf.list_models())
+def test_lowered_model_equals_the_argmax_model(name):
+    model = segnet_tf.build_model(name, (45, 61, 3), 6)
+    lowered = lower_model(model, "exact")
+    x = np.random.default_rng(0).uniform(0, 255, (1, 45, 61, 3)).astype(np.float32)
+    ref, low = model.predict(x, verbose=0), lowered.predict(x, verbose=0)
+    np.testing.assert_allclose(low, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(low.argmax(-1), ref.argmax(-1))
+
+
+def test_edgetpu_gains_saturate_one_int8_step():
+    model = segnet_tf.build_model("segnet-basic", (32, 32, 3), 3)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    gains = edgetpu_gains(model, x)
+    assert set(gains) == {f"block{i}_pool" for i in range(1, 5)}
+    probe = model.get_layer("block1_pool").input
+    import keras
+
+    peak = float(np.max(keras.Model(model.input, probe).predict(x, verbose=0)))
+    assert gains["block1_pool"] == pytest.approx(2 * 255 / peak, rel=1e-5)
+
+
+def test_edgetpu_lowering_needs_every_gain():
+    model = segnet_tf.build_model("segnet-basic", (32, 32, 3), 3)
+    with pytest.raises(ValueError, match="missing"):
+        lower_model(model, "edgetpu", {"block1_pool": 1.0})

@@ -1,0 +1,84 @@
+"""Model presets: paper parameter counts, any input size, early errors, Bayesian sampling, VGG16 init."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import segnet_tf
+from segnet_tf.layers import MaxPoolingWithArgmax2D, MonteCarloDropout
+from segnet_tf.models.segnet import IMAGENET_MEAN
+
+
+def test_segnet_has_the_papers_29_4m_parameters():
+    model = segnet_tf.build_model("segnet", (360, 480, 3), 11)
+    assert abs(model.count_params() - 29.4e6) < 0.1e6
+    assert sum(isinstance(layer, MaxPoolingWithArgmax2D) for layer in model.layers) == 5
+    # 13 encoder convs; the decoder mirrors them, its 13th being the 1x1 classifier.
+    assert sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers) == 13 + 12 + 1
+
+
+def test_segnet_basic_is_four_stages_of_64_7x7_filters():
+    model = segnet_tf.build_model("segnet-basic", (360, 480, 3), 11)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.kernel_size for c in convs[:-1]] == [(7, 7)] * 8
+    assert {c.filters for c in convs[:-1]} == {64}
+    assert convs[-1].kernel_size == (1, 1)
+
+
+def test_segnet_lite_is_a_quarter_width():
+    lite = segnet_tf.build_model("segnet-lite", (360, 480, 3), 11)
+    assert lite.get_layer("block1_conv1").filters == 16
+    assert lite.get_layer("block5_conv3").filters == 128
+    assert lite.count_params() < 2.0e6
+
+
+@pytest.mark.parametrize("name", segnet_tf.list_models())
+def test_every_preset_takes_an_odd_size_and_any_batch(name):
+    model = segnet_tf.build_model(name, (45, 61, 3), 5)
+    for batch in (1, 2):
+        x = np.random.default_rng(batch).uniform(0, 255, (batch, 45, 61, 3)).astype(np.float32)
+        assert model(x).shape == (batch, 45, 61, 5)
+
+
+def test_too_small_input_fails_early_with_a_fix():
+    with pytest.raises(ValueError, match="at least 32"):
+        segnet_tf.build_model("segnet", (20, 480, 3), 11)
+    with pytest.raises(ValueError, match=r"\(height, width, 3\)"):
+        segnet_tf.build_model("segnet-lite", (64, 64, 1), 11)
+    with pytest.raises(ValueError, match="choose one of"):
+        segnet_tf.build_model("unet", (64, 64, 3), 11)
+
+
+def test_bayesian_segnet_samples_only_when_asked():
+    model = segnet_tf.build_model("bayesian-segnet", (32, 32, 3), 3, width=0.125)
+    dropouts = [layer for layer in model.layers if isinstance(layer, MonteCarloDropout)]
+    assert len(dropouts) == 6
+    x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model(x).numpy(), model(x).numpy())
+    for layer in dropouts:
+        layer.sampling = True
+    assert not np.allclose(model(x).numpy(), model(x).numpy())
+
+
+@pytest.mark.slow
+def test_vgg16_weights_from_a_local_file_are_equivalent(tmp_path):
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16.weights.h5"
+    vgg.save_weights(path)
+    model = segnet_tf.build_model("segnet", (32, 32, 3), 11, encoder_weights=str(path))
+    np.testing.assert_array_equal(
+        model.get_layer("block3_conv2").kernel.numpy(), vgg.get_layer("block3_conv2").kernel.numpy()
+    )
+    # First conv without bias: ours on RGB (normalised inside) == VGG16 on Caffe BGR minus mean.
+    x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    ours = keras.Model(model.input, model.get_layer("block1_conv1").output)(x).numpy()
+    caffe = (x - np.asarray(IMAGENET_MEAN, np.float32))[..., ::-1]
+    theirs = keras.ops.conv(caffe, vgg.get_layer("block1_conv1").kernel, padding="same").numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-3)
+
+
+def test_missing_encoder_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        segnet_tf.build_model("segnet", (32, 32, 3), 11, encoder_weights=str(tmp_path / "x.h5"))
