@@ -1,9 +1,10 @@
 """The Edge TPU's constraints, checked on a converted model, and its compiler when installed.
 
 Coral's compiler maps only ops of its supported list, on full-int8 tensors of static shape and rank
-<= 4 where only the three innermost dimensions exceed 1 (coral.ai "TensorFlow models on the Edge TPU").
-The first op it cannot map sends that op and everything after it to the CPU, so a single EQUAL in the
-decoder would undo the accelerator: the check names the offending op instead of letting that pass.
+<= 4 where only the three innermost dimensions exceed 1 (coral.ai "TensorFlow models on the Edge
+TPU"). The first op it cannot map sends that op and everything after it to the CPU, so a single
+EQUAL in the decoder would undo the accelerator: the check names the offending op instead of
+letting that pass.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from pathlib import Path
 from export.tflite import ModelInfo
 
 EDGETPU_OPS = frozenset(
-    {
-        "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "SUB", "MUL",
-        "MAXIMUM", "MINIMUM", "RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "CONCATENATION",
-        "RESHAPE", "PAD", "SLICE", "STRIDED_SLICE", "SPLIT", "SQUEEZE", "SPACE_TO_DEPTH",
-        "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "MEAN", "SOFTMAX", "QUANTIZE", "DEQUANTIZE",
-        "FULLY_CONNECTED", "TRANSPOSE_CONV", "PACK", "EXPAND_DIMS", "REDUCE_MAX", "REDUCE_MIN",
-    }
+    """
+    CONV_2D DEPTHWISE_CONV_2D MAX_POOL_2D AVERAGE_POOL_2D ADD SUB MUL MAXIMUM MINIMUM RELU RELU6
+    RELU_N1_TO_1 LOGISTIC TANH CONCATENATION RESHAPE PAD SLICE STRIDED_SLICE SPLIT SQUEEZE
+    SPACE_TO_DEPTH RESIZE_NEAREST_NEIGHBOR RESIZE_BILINEAR MEAN SOFTMAX QUANTIZE DEQUANTIZE
+    FULLY_CONNECTED TRANSPOSE_CONV PACK EXPAND_DIMS REDUCE_MAX REDUCE_MIN
+    """.split()
 )
 INT8_TYPES = frozenset({"int8", "uint8", "int32"})  # int32: biases and shape operands
 
@@ -42,7 +42,7 @@ def edgetpu_problems(info: ModelInfo) -> list[str]:
     floats = {t: n for t, n in info.tensor_types.items() if t not in INT8_TYPES}
     if floats:
         problems.append(f"non-integer tensors {floats}: the Edge TPU needs full int8")
-    for shape in info.tensor_shapes:
+    for shape in info.activation_shapes:
         if len(shape) > 4 or any(d > 1 for d in shape[:-3]) or any(d < 0 for d in shape):
             problems.append(f"tensor shape {shape}: needs static rank <= 4, only 3 inner dims > 1")
             break
@@ -62,10 +62,16 @@ def compile_edgetpu(model_path: Path, out_dir: Path) -> dict:
     """Run ``edgetpu_compiler`` when it is on PATH; report how many ops it mapped to the TPU."""
     compiler = shutil.which("edgetpu_compiler")
     if compiler is None:
-        return {"compiled": False, "reason": "edgetpu_compiler not on PATH (Coral's Debian package)"}
+        return {
+            "compiled": False,
+            "reason": "edgetpu_compiler not on PATH (Coral's Debian package)",
+        }
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(
-            [compiler, "-s", "-o", tmp, str(model_path)], capture_output=True, text=True, check=False
+            [compiler, "-s", "-o", tmp, str(model_path)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             return {"compiled": False, "reason": result.stderr.strip() or result.stdout.strip()}

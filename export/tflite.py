@@ -55,7 +55,7 @@ class ModelInfo:
     ops: dict[str, int]
     custom_ops: list[str]
     tensor_types: dict[str, int]
-    tensor_shapes: list[tuple[int, ...]]
+    activation_shapes: list[tuple[int, ...]]  # tensors computed at run time, not weights
     strided_slice_strides: list[tuple[int, ...]]
 
     @property
@@ -85,7 +85,14 @@ def inspect_model(content: bytes) -> ModelInfo:
         tensors = [graph.Tensors(t) for t in range(graph.TensorsLength())]
         for t in tensors:
             types[_TYPE_NAMES.get(t.Type(), str(t.Type()))] += 1
-            shapes.append(tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ())
+            if model.Buffers(t.Buffer()).DataLength() == 0:
+                shapes.append(
+                    tuple(int(d) for d in t.ShapeSignatureAsNumpy())
+                    if t.ShapeSignatureLength()
+                    else tuple(int(d) for d in t.ShapeAsNumpy())
+                    if t.ShapeLength()
+                    else ()
+                )
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
             name = codes[op.OpcodeIndex()]
@@ -121,7 +128,7 @@ class TFLiteModel:
         return np.clip(q, info.min, info.max).astype(dtype)[None]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Class scores ``[H, W, C]`` (dequantised) for one ``[H, W, 3]`` image at the input size."""
+        """Dequantised class scores ``[H, W, C]`` of one ``[H, W, 3]`` image at the input size."""
         self.interpreter.set_tensor(self.input["index"], self.quantize_input(image))
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self.output["index"])[0]

@@ -1,18 +1,19 @@
 """SegNet's pooling indices and index unpooling (Badrinarayanan et al., TPAMI 2017, section 3).
 
-The encoder's 2x2 max pooling remembers *where* each maximum came from; the decoder puts each value back
-at that position and leaves zeros elsewhere, so boundaries survive upsampling without learned
-deconvolution. ``tf.nn.max_pool_with_argmax`` gives the positions as flat indices into the whole input
-tensor (``include_batch_in_index=True``), so unpooling is a single ``tf.scatter_nd`` into a zero tensor.
+The encoder's 2x2 max pooling remembers *where* each maximum came from; the decoder puts each value
+back at that position and leaves zeros elsewhere, so boundaries survive upsampling without learned
+deconvolution. ``tf.nn.max_pool_with_argmax`` gives the positions as flat indices into the whole
+input tensor (``include_batch_in_index=True``), so unpooling is a single ``tf.scatter_nd`` into a
+zero tensor.
 
 Two traps shape this file. ``MaxPoolWithArgmax`` has no XLA kernel, so both layers set
-``supports_jit = False`` (otherwise Keras 3 ``fit`` jit-compiles the step on GPU and crashes). And pooling
-with SAME padding maps an odd size up, 45 -> 23, so unpooling cannot simply double: it takes its output
-shape from the encoder tensor it mirrors (23 -> 45).
+``supports_jit = False`` (otherwise Keras 3 ``fit`` jit-compiles the step on GPU and crashes). And
+pooling with SAME padding maps an odd size up, 45 -> 23, so unpooling cannot simply double: it
+takes its output shape from the encoder tensor it mirrors (23 -> 45).
 
-Inside a window with several equal maxima, ``tf.nn.max_pool_with_argmax`` keeps the first in row-major
-order (top-left, top-right, bottom-left, bottom-right); ``export.lowering`` reproduces exactly that rule
-with TFLite builtin ops.
+Inside a window with several equal maxima, ``tf.nn.max_pool_with_argmax`` keeps the first in
+row-major order (top-left, top-right, bottom-left, bottom-right); ``export.lowering`` reproduces
+exactly that rule with TFLite builtin ops.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import tensorflow as tf
 class MaxPoolingWithArgmax2D(keras.layers.Layer):
     """2x2/stride-2 max pooling that also returns the argmax indices (the SegNet "switches").
 
-    Returns ``(pooled, indices)``: ``indices`` are int64 flat positions in the (batch-included) input,
-    ready for :class:`MaxUnpooling2D`.
+    Returns ``(pooled, indices)``: ``indices`` are int64 flat positions in the (batch-included)
+    input, ready for :class:`MaxUnpooling2D`.
     """
 
     def __init__(self, pool_size: int = 2, strides: int = 2, padding: str = "same", **kwargs):
@@ -80,10 +81,10 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
 class MaxUnpooling2D(keras.layers.Layer):
     """Puts each value back at its stored argmax index, zeros elsewhere (non-learned).
 
-    Called on ``[updates, indices, reference]``: ``updates`` is the decoder map at pooled resolution,
-    ``indices`` come from the mirrored :class:`MaxPoolingWithArgmax2D`, and ``reference`` is the tensor
-    that pooling took as input; only its shape is used, so odd sizes come back exactly and the batch
-    size stays dynamic.
+    Called on ``[updates, indices, reference]``: ``updates`` is the decoder map at pooled
+    resolution, ``indices`` come from the mirrored :class:`MaxPoolingWithArgmax2D`, and
+    ``reference`` is the tensor that pooling took as input; only its shape is used, so odd sizes
+    come back exactly and the batch size stays dynamic.
     """
 
     def __init__(self, **kwargs):
@@ -114,8 +115,9 @@ class MaxUnpooling2D(keras.layers.Layer):
 class MonteCarloDropout(keras.layers.Dropout):
     """Dropout that Bayesian SegNet keeps on at test time while :attr:`sampling` is set.
 
-    Batch norm must stay in inference mode during Monte Carlo sampling, so the model is not called with
-    ``training=True``; instead :func:`segnet_tf.prediction.monte_carlo_predict` flips ``sampling``.
+    Batch norm must stay in inference mode during Monte Carlo sampling, so the model is not called
+    with ``training=True``; instead :func:`segnet_tf.prediction.monte_carlo_predict` flips
+    ``sampling``.
     """
 
     sampling: bool = False

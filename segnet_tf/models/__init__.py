@@ -18,7 +18,9 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     if path.is_dir() and (path / "best.keras").is_file():
         path = path / "best.keras"
     if not path.is_file():
-        raise FileNotFoundError(f"model {str(path)!r}: no such file (expected a .keras file or run dir)")
+        raise FileNotFoundError(
+            f"model {str(path)!r}: no such file (expected a .keras file or run dir)"
+        )
     try:
         return keras.models.load_model(path, compile=compile, safe_mode=False)
     except Exception as e:

@@ -21,7 +21,9 @@ class ModelPreset:
 PRESETS: dict[str, ModelPreset] = {
     p.name: p
     for p in (
-        ModelPreset("segnet", "SegNet (paper): VGG16's 13 convs + mirrored decoder, ~29.4 M params"),
+        ModelPreset(
+            "segnet", "SegNet (paper): VGG16's 13 convs + mirrored decoder, ~29.4 M params"
+        ),
         ModelPreset(
             "segnet-basic",
             "SegNet-Basic (paper): 4 + 4 stages of 64 7x7 filters, linear decoder",
@@ -55,13 +57,17 @@ def build_model(
     """Build preset ``name``; ``overrides`` replace preset arguments (e.g. ``width=0.5``).
 
     ``encoder_weights``: ``None``/``"none"``, ``"imagenet"`` (Keras' VGG16 weights, downloaded when
-    online) or a path to a VGG16 ``.h5``/``.weights.h5`` file; only VGG16-topology presets take them.
+    online) or a path to a VGG16 ``.h5``/``.weights.h5`` file; only VGG16-topology presets take
+    them.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(PRESETS)}")
     preset = PRESETS[name]
     model = preset.builder(
-        input_shape=input_shape, num_classes=num_classes, name=name, **{**preset.kwargs, **overrides}
+        input_shape=input_shape,
+        num_classes=num_classes,
+        name=name,
+        **{**preset.kwargs, **overrides},
     )
     if encoder_weights not in (None, "none"):
         from segnet_tf.models.encoder_weights import load_vgg16_encoder_weights

@@ -33,7 +33,7 @@ BASIC_STAGES: tuple[tuple[int, ...], ...] = ((64,), (64,), (64,), (64,))
 
 
 def scale_stages(stages: Sequence[Sequence[int]], width: float) -> tuple[tuple[int, ...], ...]:
-    """Multiply every stage's filter count by ``width`` (at least 8, a multiple of 8 for int8 kernels)."""
+    """Scale every stage's filter count by ``width`` (a multiple of 8, at least 8: int8 kernels)."""
     return tuple(tuple(max(8, int(round(f * width / 8)) * 8) for f in stage) for stage in stages)
 
 
@@ -62,7 +62,8 @@ def check_input_shape(input_shape: Sequence[int | None], num_pools: int, name: s
     """Fail early, with a fix, on input sizes the network cannot take."""
     if len(input_shape) != 3 or input_shape[2] != 3:
         raise ValueError(
-            f"{name}: input_shape must be (height, width, 3) for an RGB image, got {tuple(input_shape)}"
+            f"{name}: input_shape must be (height, width, 3) for an RGB image, "
+            f"got {tuple(input_shape)}"
         )
     smallest = min_input_size(num_pools)
     for side, value in zip(("height", "width"), input_shape[:2], strict=True):
@@ -73,22 +74,25 @@ def check_input_shape(input_shape: Sequence[int | None], num_pools: int, name: s
             )
 
 
-def conv_bn_relu(
-    x, filters: int, kernel_size: int, name: str, activation: str | None = "relu"
-):
+def conv_bn_relu(x, filters: int, kernel_size: int, name: str, activation: str | None = "relu"):
     """Conv (no bias: batch norm follows) + BN (+ ReLU)."""
     x = keras.layers.Conv2D(
-        filters, kernel_size, padding="same", use_bias=False, kernel_initializer="he_normal",
+        filters,
+        kernel_size,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
         name=name,
     )(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    # momentum 0.9: moving statistics that keep up within an epoch of a short or resumed run
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     if activation:
         x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x
 
 
 def encoder(x, stages, kernel_size: int, dropout_from: int | None = None):
-    """VGG-style encoder. Returns the bottleneck and, per stage, (pre-pool tensor, argmax indices)."""
+    """VGG-style encoder: the bottleneck and, per stage, (pre-pool tensor, argmax indices)."""
     switches = []
     for s, widths in enumerate(stages, start=1):
         for c, filters in enumerate(widths, start=1):
@@ -109,7 +113,9 @@ def decoder(x, switches, stages, kernel_size: int, activation: str | None, dropo
         pre_pool, indices = switches[s - 1]
         x = MaxUnpooling2D(name=f"decoder{s}_unpool")([x, indices, pre_pool])
         for c, filters in enumerate(widths, start=1):
-            x = conv_bn_relu(x, filters, kernel_size, name=f"decoder{s}_conv{c}", activation=activation)
+            x = conv_bn_relu(
+                x, filters, kernel_size, name=f"decoder{s}_conv{c}", activation=activation
+            )
         if dropout_to is not None and s >= dropout_to:
             x = MonteCarloDropout(0.5, name=f"decoder{s}_dropout")(x)
     return x

@@ -9,7 +9,8 @@ import segnet_tf
 from export.lowering import (
     MaskedUnpooling2D,
     MaxPoolingWithMask2D,
-    edgetpu_gains,
+    activation_peaks,
+    equalize_activations,
     lower_model,
     window_priority,
 )
@@ -54,9 +55,15 @@ def test_hand_built_ties(lowering):
     got = lowered_unpool(TIES, y, lowering)[0, :, :, 0]
     expected = np.zeros((5, 5), np.float32)
     for (r, c), value in {
-        (0, 0): 10, (0, 2): 20, (0, 4): 30,  # zeros -> top-left; 2s on the diagonal -> top-left
-        (2, 0): 40, (2, 3): 50, (2, 4): 60,  # 3 3 row -> left; 5 at TR and BL/BR -> TR
-        (4, 0): 70, (4, 2): 80, (4, 4): 90,  # last row: windows of one row
+        (0, 0): 10,
+        (0, 2): 20,
+        (0, 4): 30,  # zeros -> top-left; 2s on the diagonal -> top-left
+        (2, 0): 40,
+        (2, 3): 50,
+        (2, 4): 60,  # 3 3 row -> left; 5 at TR and BL/BR -> TR
+        (4, 0): 70,
+        (4, 2): 80,
+        (4, 4): 90,  # last row: windows of one row
     }.items():
         expected[r, c] = value
     np.testing.assert_array_equal(got, expected)
@@ -84,19 +91,18 @@ def test_lowered_model_equals_the_argmax_model(name):
     np.testing.assert_array_equal(low.argmax(-1), ref.argmax(-1))
 
 
-def test_edgetpu_gains_saturate_one_int8_step():
-    model = segnet_tf.build_model("segnet-basic", (32, 32, 3), 3)
-    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-    gains = edgetpu_gains(model, x)
-    assert set(gains) == {f"block{i}_pool" for i in range(1, 5)}
-    probe = model.get_layer("block1_pool").input
-    import keras
-
-    peak = float(np.max(keras.Model(model.input, probe).predict(x, verbose=0)))
-    assert gains["block1_pool"] == pytest.approx(2 * 255 / peak, rel=1e-5)
-
-
-def test_edgetpu_lowering_needs_every_gain():
-    model = segnet_tf.build_model("segnet-basic", (32, 32, 3), 3)
-    with pytest.raises(ValueError, match="missing"):
-        lower_model(model, "edgetpu", {"block1_pool": 1.0})
+def test_equalized_activations_span_0_to_6_and_keep_the_function():
+    model = segnet_tf.build_model("segnet-basic", (45, 61, 3), 3)
+    images = np.random.default_rng(0).uniform(0, 255, (3, 45, 61, 3)).astype(np.float32)
+    lowered = lower_model(model, "exact")
+    equalize_activations(lowered, activation_peaks(model, images))
+    peaks = activation_peaks(lowered, images)
+    assert set(peaks) == {f"block{i}_conv1_relu" for i in range(1, 5)}  # linear decoder: none
+    for peak in peaks.values():  # every live channel now peaks at exactly 6 on these images
+        np.testing.assert_allclose(peak[peak > 0], 6.0, rtol=1e-4)
+    np.testing.assert_allclose(
+        lowered.predict(images, batch_size=1, verbose=0),
+        model.predict(images, verbose=0),
+        rtol=1e-3,
+        atol=1e-3,
+    )

@@ -15,7 +15,7 @@ from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 
 def numpy_unpool_of_pool(x: np.ndarray) -> np.ndarray:
-    """Independent reference: keep the first (row-major) maximum of each 2x2 window, SAME padding."""
+    """Independent reference: the first (row-major) maximum of each 2x2 window, SAME padding."""
     n, h, w, c = x.shape
     out = np.zeros_like(x)
     for b in range(n):

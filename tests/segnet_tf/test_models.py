@@ -1,4 +1,5 @@
-"""Model presets: paper parameter counts, any input size, early errors, Bayesian sampling, VGG16 init."""
+"""Model presets: paper parameter counts, any input size, early errors, Bayesian sampling, VGG16
+init."""
 
 from __future__ import annotations
 

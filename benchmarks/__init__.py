@@ -1,0 +1,1 @@
+"""Benchmarks of segnet-tf (``python benchmarks/run.py --help``), results in ``results/``."""

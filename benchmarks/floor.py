@@ -1,0 +1,65 @@
+"""The cost floor: SegNet with unpooling replaced by plain nearest-neighbour upsampling.
+
+Not a SegNet (it forgets where the maxima were), only the cost of its convolutions, pooling and
+upsampling: the lowering's overhead is the latency of the lowered network over this one. The
+clone mirrors :func:`export.lowering.lower_model`, layer for layer, so both convert the same way.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from benchmarks.variants import upsample_d2s
+from export.lowering import upsample_to
+from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D, MonteCarloDropout
+
+
+class PlainMaxPool2D(keras.layers.Layer):
+    """Stands in for argmax pooling: ``(max_pool(x), x)``; the second output only keeps the
+    decoder's wiring, nothing reads its values, and the converter prunes it."""
+
+    def call(self, inputs):
+        return tf.nn.max_pool2d(inputs, 2, 2, "SAME"), inputs
+
+    def compute_output_spec(self, inputs):
+        n, h, w, c = inputs.shape
+        pooled = keras.KerasTensor((n, -(-h // 2), -(-w // 2), c), dtype=inputs.dtype)
+        return pooled, keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
+
+
+class NearestUnpool2D(keras.layers.Layer):
+    """Stands in for index unpooling: nearest-neighbour 2x upsampling to the reference's size,
+    as RESIZE_NEAREST_NEIGHBOR (``export.lowering``'s op) or, with ``d2s``, DEPTH_TO_SPACE."""
+
+    def __init__(self, d2s: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.d2s = d2s
+
+    def call(self, inputs):
+        updates, _, reference = inputs
+        upsample = upsample_d2s if self.d2s else upsample_to
+        return upsample(updates, reference.shape[1], reference.shape[2])
+
+    def compute_output_spec(self, inputs):
+        updates, _, reference = inputs
+        return keras.KerasTensor((*reference.shape[:3], updates.shape[3]), dtype=updates.dtype)
+
+
+def floor_model(model: keras.Model, batch_size: int | None = 1, d2s: bool = False) -> keras.Model:
+    """``model`` with plain max pooling and nearest upsampling, sharing its weights."""
+
+    def replace(layer):
+        if isinstance(layer, MaxPoolingWithArgmax2D):
+            return PlainMaxPool2D(name=layer.name)
+        if isinstance(layer, MaxUnpooling2D):
+            return NearestUnpool2D(d2s, name=layer.name)
+        if isinstance(layer, MonteCarloDropout):
+            return keras.layers.Identity(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    shape = model.inputs[0].shape[1:]
+    inputs = keras.Input(shape=shape, batch_size=batch_size, name=model.inputs[0].name)
+    floor = keras.models.clone_model(model, input_tensors=inputs, clone_function=replace)
+    floor.set_weights(model.get_weights())
+    return floor

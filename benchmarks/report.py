@@ -1,0 +1,317 @@
+"""Markdown tables of a benchmark result (the printed output and ``cpu-<date>.md``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+TARGETS = {
+    "overhead_float32": 0.05,  # lowered over floor
+    "overhead_int8": 0.10,
+    "fastest_vs_onnxruntime": 1.3,  # fastest TFLite export of segnet-lite
+    "fastest_vs_keras": 2.0,
+}
+
+
+def fmt(value, spec: str = ".1f", none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mb(value) -> str:
+    return fmt(None if value is None else value / 1e6, ".1f")
+
+
+def inference_md(t: dict) -> str:
+    head = (
+        f"### Inference: {t['model']} {t['size'][0]}x{t['size'][1]}, batch 1, "
+        f"{t['threads']} threads ({t['forward_gflop']:.1f} GFLOP per image)"
+    )
+    rows = []
+    for r in t["rows"]:
+        if r.get("error"):
+            rows.append(
+                [
+                    r["name"],
+                    "error",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    mb(r.get("size_bytes")),
+                    r["error"][:220],
+                ]
+            )
+            continue
+        agree = r.get("argmax_agreement")
+        rows.append(
+            [
+                r["name"],
+                fmt(r["median_ms"]),
+                fmt(r["p95_ms"]),
+                r["n"],
+                fmt(r.get("speedup_vs_keras"), ".2f"),
+                fmt(r.get("speedup_vs_onnxruntime"), ".2f"),
+                fmt(r.get("gflops_per_s"), ".0f"),
+                fmt(r.get("peak_rss_mb"), ".0f"),
+                fmt(None if agree is None else 100 * agree, ".2f"),
+                mb(r.get("size_bytes")),
+                "; ".join(filter(None, [r.get("note"), r.get("rss_error")])),
+            ]
+        )
+    header = [
+        "candidate",
+        "median ms",
+        "p95 ms",
+        "n",
+        "x Keras",
+        "x ORT",
+        "GFLOP/s",
+        "peak RSS MB",
+        "argmax = Keras %",
+        "file MB",
+        "note",
+    ]
+    over = t.get("lowering_overhead", {})
+    tail = (
+        "Lowering overhead over the floor: "
+        + ", ".join(f"{p} {100 * v:+.1f}%" for p, v in over.items())
+        if over
+        else ""
+    )
+    return "\n".join([head, "", table(header, rows), "", tail]).rstrip() + "\n"
+
+
+def training_md(t: dict) -> str:
+    head = (
+        f"### Training: {t['model']} {t['size'][0]}x{t['size'][1]}, batch {t['batch']}, "
+        f"{t['threads']} threads"
+    )
+    rows = []
+    for r in t["rows"]:
+        if r.get("error"):
+            rows.append([r["name"], "error", "", "", "", "", r["error"][:260]])
+        else:
+            rows.append(
+                [
+                    r["name"],
+                    fmt(r["median_ms"], ".0f"),
+                    fmt(r["p95_ms"], ".0f"),
+                    r["n"],
+                    fmt(r["images_per_s"], ".2f"),
+                    fmt(r.get("speedup_vs_reference"), ".2f"),
+                    "",
+                ]
+            )
+    header = ["train step", "median ms", "p95 ms", "n", "images/s", "x scatter_nd", "note"]
+    return "\n".join([head, "", table(header, rows)]) + "\n"
+
+
+def gradient_md(g: dict) -> str:
+    lines = [
+        f"Gradient check, {g['model']} {g['size'][0]}x{g['size'][1]}, batch {g['batch']} "
+        f"(reference loss {g['reference_loss']:.6f}):"
+    ]
+    for key in ("lowered", "lowered_xla", "d2s", "d2s_xla"):
+        r = g.get(key, {})
+        if "error" in r:
+            lines.append(f"- {key}: {r['error'][:300]}")
+        elif r:
+            lines.append(
+                f"- {key}: |loss diff| {r['loss_abs_diff']:.2e}, max relative gradient "
+                f"diff {r['max_grad_rel_diff']:.2e}, {r['identical_gradients']}/"
+                f"{r['gradients']} gradients bit-identical"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def edge_md(t: dict) -> str:
+    head = (
+        f"### Edge loop: edge_demo/camera.py, {t['model']} {t['size'][0]}x{t['size'][1]}, "
+        f"{t['threads']} threads"
+    )
+    rows = []
+    for r in t["rows"]:
+        if r.get("error") and "fps_median" not in r:
+            rows.append([r["precision"], "error", "", "", "", "", "", r["error"][:200]])
+            continue
+        s = r["stage_p50_ms"]
+        rows.append(
+            [
+                r["precision"],
+                fmt(r["fps_median"]),
+                f"{r['runs']} x {r['frames']}",
+                fmt(s.get("capture")),
+                fmt(s.get("preprocess")),
+                fmt(s.get("inference")),
+                fmt(s.get("postprocess")),
+                fmt(s.get("output")),
+            ]
+        )
+    header = [
+        "model",
+        "FPS",
+        "runs x frames",
+        "capture p50 ms",
+        "pre p50 ms",
+        "infer p50 ms",
+        "post p50 ms",
+        "write p50 ms",
+    ]
+    return "\n".join([head, "", table(header, rows)]) + "\n"
+
+
+def scaling_md(t: dict) -> str:
+    rows = []
+    for r in t["rows"]:
+        size = f"{r['size'][0]}x{r['size'][1]}"
+        if r.get("error"):
+            rows.append([r["model"], size, r["precision"], "error", "", "", "", "", r["error"]])
+            continue
+        rows.append(
+            [
+                r["model"],
+                size,
+                r["precision"],
+                fmt(r["median_ms"]),
+                fmt(r["p95_ms"]),
+                fmt(r["ms_per_megapixel"], ".0f"),
+                fmt(r.get("peak_rss_mb"), ".0f"),
+                mb(r.get("size_bytes")),
+                r.get("rss_error") or "",
+            ]
+        )
+    header = [
+        "model",
+        "size",
+        "TFLite",
+        "median ms",
+        "p95 ms",
+        "ms/Mpx",
+        "peak RSS MB",
+        "file MB",
+        "note",
+    ]
+    return "\n".join([f"### Cost growth ({t['threads']} threads)", "", table(header, rows)]) + "\n"
+
+
+def gpu_md(t: dict) -> str:
+    if not t.get("rows"):
+        return f"### GPU\n\n{t.get('note', 'no GPU present')}\n"
+    p = t["caffe_paper"]
+    head = (
+        f"### GPU: {t['gpu'] or t['device']}, {t['model']} {t['size'][0]}x{t['size'][1]} "
+        f"({t['forward_gflop']:.1f} GFLOP forward), training batch {t['batch']}"
+    )
+    rows = [
+        [r["name"], "error", "", "", "", r["error"][:200]]
+        if r.get("error")
+        else [
+            r["name"],
+            fmt(r["median_ms"]),
+            fmt(r["ms_per_image"]),
+            fmt(r["images_per_s"], ".2f"),
+            fmt(r["achieved_tflops"], ".2f"),
+            "",
+        ]
+        for r in t["rows"]
+    ]
+    rows.append(
+        [
+            f"Caffe (paper, {p['gpu']}) forward",
+            fmt(p["forward_ms"]),
+            fmt(p["forward_ms"]),
+            fmt(1e3 / p["forward_ms"], ".2f"),
+            fmt(p["forward_tflops"], ".2f"),
+            "",
+        ]
+    )
+    total = p["forward_ms"] + p["backward_ms"]
+    rows.append(
+        [
+            "Caffe (paper) forward + backward",
+            fmt(total),
+            fmt(total),
+            fmt(1e3 / total, ".2f"),
+            fmt(p["training_tflops"], ".2f"),
+            "",
+        ]
+    )
+    header = ["candidate", "median ms/call", "ms/image", "images/s", "TFLOP/s", "note"]
+    return "\n".join([head, "", table(header, rows)]) + "\n"
+
+
+def targets_md(result: dict) -> str:
+    """Pass/fail of the issue's targets, from the segnet-lite inference table."""
+    lines = []
+    for t in result.get("inference", []):
+        if t["model"] != "segnet-lite":
+            continue
+        over = t.get("lowering_overhead", {})
+        for p, limit in (
+            ("float32", TARGETS["overhead_float32"]),
+            ("int8", TARGETS["overhead_int8"]),
+        ):
+            if p in over:
+                ok = "met" if over[p] <= limit else "MISSED"
+                lines.append(
+                    f"- lowering overhead {p}: {100 * over[p]:+.1f}% "
+                    f"(target <= {100 * limit:.0f}%): {ok}"
+                )
+        ours = [r for r in t["rows"] if r["group"] == "lowered" and r.get("median_ms")]
+        if ours:
+            best = min(ours, key=lambda r: r["median_ms"])
+            for key, name, limit in (
+                ("speedup_vs_onnxruntime", "ONNX Runtime", TARGETS["fastest_vs_onnxruntime"]),
+                ("speedup_vs_keras", "the Keras call", TARGETS["fastest_vs_keras"]),
+            ):
+                value = best.get(key)
+                if value is None:
+                    lines.append(f"- fastest export vs {name}: not measured")
+                    continue
+                ok = "met" if value >= limit else "MISSED"
+                lines.append(
+                    f"- fastest export ({best['name']}, {best['median_ms']:.1f} ms) vs "
+                    f"{name}: {value:.2f}x (target >= {limit}x): {ok}"
+                )
+    return ("### Targets (segnet-lite)\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
+def environment_md(env: dict) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    load = env.get("load_average_at_start")
+    end = env.get("load_average_at_end")
+    return (
+        f"Date {env['date']}; CPU {env['cpu']} ({env['cores']} cores; "
+        f"{' '.join(env['cpu_flags']) or 'no AVX flags'}); {env['threads']} threads; "
+        f"1-min load average {fmt(load and load[0], '.2f')} at start, "
+        f"{fmt(end and end[0], '.2f')} at end; Python {env['python']}; "
+        f"{versions}.\n"
+    )
+
+
+def render(result: dict) -> str:
+    parts = ["## segnet-tf benchmark\n", environment_md(result["environment"])]
+    if result.get("note"):
+        parts.append(result["note"] + "\n")
+    parts.append(targets_md(result))
+    parts += [inference_md(t) for t in result.get("inference", [])]
+    parts += [training_md(t) for t in result.get("training", [])]
+    parts += [gradient_md(g) for g in result.get("gradient_check", [])]
+    if result.get("scaling"):
+        parts.append(scaling_md(result["scaling"]))
+    parts += [edge_md(t) for t in result.get("edge", [])]
+    if result.get("profile"):
+        from benchmarks.profiling import profile_md
+
+        parts.append(profile_md(result["profile"]))
+    if result.get("gpu"):
+        parts.append(gpu_md(result["gpu"]))
+    return "\n".join(p for p in parts if p)

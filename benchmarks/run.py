@@ -1,0 +1,286 @@
+r"""Benchmark SegNet on this machine: inference, training, edge loop, cost growth, GPU.
+
+Examples:
+    # the full CPU run (about 25 minutes on 2 cores), tables to stdout, JSON and Markdown saved
+    python benchmarks/run.py --json benchmarks/results/cpu-$(date +%F).json \
+        --markdown benchmarks/results/cpu-$(date +%F).md
+    # a quick look at segnet-lite inference only
+    python benchmarks/run.py --models segnet-lite --sections inference --reps 5
+    # smoke run (seconds)
+    python benchmarks/run.py --models segnet-lite --size 64x96 --reps 2 --scaling-sizes 64x96
+
+Every table is measured in one process, candidates interleaved round-robin; peak memory is
+measured per candidate in a fresh process. Optional runtimes (tf2onnx + onnxruntime, torch) are
+used when installed, and their rows say 'not installed' otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python benchmarks/run.py`: import from the repo, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+SECTIONS = ("inference", "training", "edge", "scaling", "profile", "gpu")
+DEFAULT_MODELS = ("segnet-lite", "segnet")
+
+
+class BenchmarkError(ValueError):
+    """A bad option value."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW like 360x480, got {text!r}") from None
+    if h < 32 or w < 32:
+        raise argparse.ArgumentTypeError(f"size {text}: SegNet's 5 poolings need at least 32x32")
+    return h, w
+
+
+def parse_list(choices: Sequence[str] | None = None, kind=str):
+    def parse(text: str):
+        values = [kind(v.strip()) for v in text.split(",") if v.strip()]
+        bad = [v for v in values if choices is not None and v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: choose from {', '.join(choices)}" if choices else f"{text!r}: empty"
+            )
+        return tuple(values)
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--models",
+        type=parse_list(),
+        default=DEFAULT_MODELS,
+        help="comma-separated presets (default: segnet-lite,segnet)",
+    )
+    parser.add_argument("--size", type=parse_size, default=(360, 480), help="HxW (default 360x480)")
+    parser.add_argument(
+        "--sections",
+        type=parse_list(SECTIONS),
+        default=SECTIONS,
+        help=f"comma-separated, from {','.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="CPU threads for every runtime (default: all cores)",
+    )
+    parser.add_argument(
+        "--precisions",
+        type=parse_list(("float32", "float16", "int8")),
+        default=("float32", "float16", "int8"),
+        help="TFLite exports to time",
+    )
+    parser.add_argument("--reps", type=int, default=10, help="timed rounds per inference table")
+    parser.add_argument("--train-reps", type=int, default=4, help="timed rounds per training table")
+    parser.add_argument("--train-batch", type=int, default=2, help="training batch size")
+    parser.add_argument("--train-size", type=parse_size, help="HxW for training (default: --size)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="stop a table's rounds after this many seconds (at least 2 rounds)",
+    )
+    parser.add_argument("--calib-images", type=int, default=8, help="int8 calibration scenes")
+    parser.add_argument("--edge-frames", type=int, default=30, help="frames per edge-loop run")
+    parser.add_argument(
+        "--edge-models",
+        type=parse_list(),
+        default=("segnet-lite",),
+        help="models for the edge loop (default: segnet-lite)",
+    )
+    parser.add_argument("--scaling-models", type=parse_list(), default=("segnet-lite",))
+    parser.add_argument(
+        "--scaling-sizes",
+        type=parse_list(kind=parse_size),
+        default=((180, 240), (360, 480), (720, 960)),
+        help="e.g. 180x240,360x480",
+    )
+    parser.add_argument("--gpu-model", default="segnet", help="model of the GPU table")
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory pass")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--note", default="", help="a line for the report (e.g. machine load)")
+    parser.add_argument("--json", type=Path, help="write the full result here")
+    parser.add_argument("--markdown", type=Path, help="write the printed tables here")
+    parser.add_argument("--work", type=Path, help="keep the exported files here (default: temp)")
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    from segnet_tf.models import list_models
+
+    known = list_models()
+    for option in ("models", "edge_models", "scaling_models"):
+        bad = [m for m in getattr(args, option) if m not in known]
+        if bad:
+            raise BenchmarkError(
+                f"--{option.replace('_', '-')}: unknown model(s) {bad}; "
+                f"choose from {', '.join(known)}"
+            )
+    if args.gpu_model not in known:
+        raise BenchmarkError(f"--gpu-model {args.gpu_model!r}: choose from {', '.join(known)}")
+    for option in ("threads", "reps", "train_reps", "train_batch", "calib_images", "edge_frames"):
+        if getattr(args, option) < 1:
+            raise BenchmarkError(f"--{option.replace('_', '-')} must be >= 1")
+
+
+def run(args: argparse.Namespace, log=print) -> dict:
+    """Run the selected sections; returns the result (also written by :func:`main`)."""
+    from benchmarks.runners import set_tf_threads
+
+    set_tf_threads(args.threads)  # before TensorFlow starts its runtime
+    check_args(args)
+
+    from benchmarks.artifacts import Artifacts
+    from benchmarks.timing import environment
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="segnet-bench-"))
+    cache: dict = {}
+
+    def artifacts(name: str, size: tuple[int, int]) -> Artifacts:
+        if (name, size) not in cache:
+            cache[name, size] = Artifacts(name, size, work, args.calib_images, log=log)
+        return cache[name, size]
+
+    torch = not args.no_torch
+    result: dict = {
+        "environment": environment(args.threads),
+        "note": args.note,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    start = time.perf_counter()
+    try:
+        sections = set(args.sections)
+        for name in args.models:
+            art = artifacts(name, args.size)
+            if "inference" in sections:
+                from benchmarks.inference import inference_table
+
+                result.setdefault("inference", []).append(
+                    inference_table(
+                        art,
+                        args.threads,
+                        args.reps,
+                        budget_s=args.budget_s,
+                        precisions=args.precisions,
+                        torch=torch,
+                        rss=not args.no_rss,
+                        log=log,
+                    )
+                )
+            if "training" in sections:
+                from benchmarks.training import gradient_check, training_table
+
+                result.setdefault("training", []).append(
+                    training_table(
+                        name,
+                        args.train_size or args.size,
+                        args.train_batch,
+                        args.threads,
+                        args.train_reps,
+                        budget_s=args.budget_s,
+                        torch=torch,
+                        log=log,
+                    )
+                )
+                result.setdefault("gradient_check", []).append(
+                    gradient_check(name, args.train_size or args.size, batch=args.train_batch)
+                )
+        if "scaling" in sections:
+            from benchmarks.scaling import scaling_table
+
+            arts = [artifacts(m, s) for m in args.scaling_models for s in args.scaling_sizes]
+            precisions = tuple(p for p in args.precisions if p != "float16") or args.precisions
+            result["scaling"] = scaling_table(
+                arts,
+                args.threads,
+                args.reps,
+                precisions,
+                budget_s=args.budget_s,
+                rss=not args.no_rss,
+                log=log,
+            )
+        if "edge" in sections:
+            from benchmarks.edge import edge_table
+
+            precisions = tuple(p for p in args.precisions if p != "float16") or args.precisions
+            for name in args.edge_models:
+                result.setdefault("edge", []).append(
+                    edge_table(
+                        artifacts(name, args.size),
+                        args.threads,
+                        args.edge_frames,
+                        precisions=precisions,
+                        log=log,
+                    )
+                )
+        if "profile" in sections:
+            from benchmarks.profiling import profile_table
+
+            result["profile"] = profile_table(
+                artifacts(args.models[0], args.size),
+                args.threads,
+                args.reps,
+                budget_s=args.budget_s,
+                log=log,
+            )
+        if "gpu" in sections:
+            from benchmarks.gpu import gpu_table
+
+            result["gpu"] = gpu_table(
+                args.gpu_model,
+                args.size,
+                args.train_batch,
+                args.reps,
+                budget_s=args.budget_s,
+                log=log,
+            )
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    result["seconds"] = time.perf_counter() - start
+    result["environment"]["load_average_at_end"] = os.getloadavg()
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from benchmarks.report import render
+
+    try:
+        result = run(args, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except BenchmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = render(result)
+    print(text)
+    for path, content in ((args.json, json.dumps(result, indent=2) + "\n"), (args.markdown, text)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+r"""Real-time SegNet segmentation of a camera, stream, video or image folder, on the board.
+
+Examples:
+    # USB camera in a window, with the default int8 model
+    python edge_demo/camera.py --source 0
+    # a video file to an annotated video, frame and mask side by side
+    python edge_demo/camera.py --source clip.mp4 --headless --output out.mp4 --view side
+    # Coral Edge TPU
+    python edge_demo/camera.py --edgetpu --model models/segnet-lite-camvid/model_edgetpu.tflite
+    # Jetson CSI camera through GStreamer
+    python edge_demo/camera.py --source "nvarguscamerasrc ! nvvidconv ! \
+        video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1"
+
+Imports only numpy, OpenCV and a TFLite runtime, never TensorFlow: it runs where only
+``ai-edge-litert`` (or Coral's ``tflite-runtime``) is installed. Each frame goes through five timed
+stages: capture, preprocess (resize, BGR->RGB, quantise), inference, postprocess (optional score
+smoothing, argmax, colours, legend, HUD) and output (write/show). ESC or q closes the window;
+Ctrl-C stops cleanly; either way a summary (frames, FPS, p50/p95 per stage) is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as `python edge_demo/camera.py`: make `edge_demo` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge_demo import DemoError
+from edge_demo.render import LEGENDS, VIEWS, Renderer
+from edge_demo.runtime import (
+    DEFAULT_MODEL_DIR,
+    SegModel,
+    class_map,
+    litert,
+    load_model,
+    smooth_scores,
+)
+from edge_demo.sinks import IMAGE_FORMATS, FrameSink, Window, open_sink
+from edge_demo.sources import FrameSource, open_source
+
+log = logging.getLogger("edge_demo")
+
+STAGES = ("capture", "preprocess", "inference", "postprocess", "output")
+HUD_EMA = 0.1  # HUD numbers are smoothed so they can be read; the summary uses the raw times
+DEFAULT_OUTPUT_FPS = 30.0
+
+
+def resolve_classes(values: Sequence[str], class_names: Sequence[str]) -> list[int]:
+    """Class ids for ``--ignore-class`` values, each a class name (any case) or an id."""
+    lower = [n.lower() for n in class_names]
+    ids = []
+    for value in values:
+        if value.isdigit() and int(value) < len(class_names):
+            ids.append(int(value))
+        elif value.lower() in lower:
+            ids.append(lower.index(value.lower()))
+        else:
+            raise DemoError(
+                f"--ignore-class {value}: not a class id 0..{len(class_names) - 1} or one of "
+                f"{', '.join(class_names)}"
+            )
+    return ids
+
+
+def percentile_stats(values_ms: np.ndarray) -> dict[str, float]:
+    """Mean, median and 95th percentile: the tail is what a real-time loop is judged by."""
+    if len(values_ms) == 0:
+        return {"mean": 0.0, "p50": 0.0, "p95": 0.0}
+    p50, p95 = np.percentile(values_ms, [50, 95])
+    return {"mean": float(np.mean(values_ms)), "p50": float(p50), "p95": float(p95)}
+
+
+def hud_lines(stage_ms: np.ndarray, precision: str) -> list[str]:
+    """FPS (from the total frame time) and the model-side stage times, for the frame's corner."""
+    capture, pre, infer, post, _ = stage_ms
+    total = stage_ms.sum()
+    return [
+        f"{1e3 / total if total > 0 else 0.0:.1f} FPS  {precision}",
+        f"capture {capture:.1f} ms",
+        f"pre {pre:.1f} ms",
+        f"infer {infer:.1f} ms",
+        f"post {post:.1f} ms",
+    ]
+
+
+def camera_loop(
+    source: FrameSource,
+    model: SegModel,
+    renderer: Renderer,
+    sink: FrameSink | None = None,
+    window: Window | None = None,
+    max_frames: int | None = None,
+    smooth: float = 1.0,
+) -> tuple[np.ndarray, float, str]:
+    """Segment frames until the source ends, ``max_frames``, the window closes or Ctrl-C.
+
+    Returns ``(times, seconds, stopped_by)``: ``times`` is ``[frames, len(STAGES)]`` milliseconds.
+    """
+    rows: list[tuple[float, ...]] = []  # one append per frame, so Ctrl-C never leaves half a row
+    hud_ms = np.zeros(len(STAGES))
+    scores = None
+    stopped_by = "max-frames"
+    start = time.perf_counter()
+    try:
+        while max_frames is None or len(rows) < max_frames:
+            t0 = time.perf_counter()
+            frame = source.read()
+            if frame is None:
+                stopped_by = "end of source"
+                break
+            t1 = time.perf_counter()
+            x = model.preprocess(frame)
+            t2 = time.perf_counter()
+            raw = model.infer(x)
+            t3 = time.perf_counter()
+            if smooth > 1:
+                scores = smooth_scores(scores, model.scores(raw), smooth)
+                classes = class_map(scores)
+            else:
+                classes = class_map(raw)  # argmax of raw int8 scores: no dequantisation needed
+            out = renderer.render(frame, classes, hud_lines(hud_ms, model.precision))
+            t4 = time.perf_counter()
+            if sink is not None:
+                sink.write(out)
+            keep_going = window is None or window.show(out)
+            t5 = time.perf_counter()
+            row = np.diff([t0, t1, t2, t3, t4, t5]) * 1e3
+            rows.append(tuple(row))
+            hud_ms = row if len(rows) == 1 else hud_ms + HUD_EMA * (row - hud_ms)
+            if not keep_going:
+                stopped_by = "window closed"
+                break
+    except KeyboardInterrupt:
+        stopped_by = "interrupted"
+    seconds = time.perf_counter() - start
+    return np.array(rows, dtype=np.float64).reshape(-1, len(STAGES)), seconds, stopped_by
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the demo with parsed CLI ``args``; return the summary (also written to ``--json``)."""
+    model = load_model(args.model, args.labels, args.threads, args.edgetpu, args.delegate)
+    labels = model.labels
+    renderer = Renderer(
+        labels.class_names,
+        labels.colours,
+        view=args.view,
+        alpha=args.alpha,
+        ignored=resolve_classes(args.ignore_class, labels.class_names),
+        legend=args.legend,
+    )
+    source = open_source(args.source, args.reconnect)
+    device = "edgetpu" if args.edgetpu else f"{args.threads} threads"
+    log.info(
+        "model %s (%s, input %dx%d, %d classes) on %s, %s; source %s",
+        model.path, model.precision, *model.input_size, model.num_classes, litert()[2], device,
+        source.name,
+    )  # fmt: skip
+    sink = window = None
+    try:
+        if args.output:
+            fps = args.output_fps or source.fps or DEFAULT_OUTPUT_FPS
+            sink = open_sink(args.output, fps, args.image_format)
+        if not args.headless:
+            window = Window()
+        times, seconds, stopped_by = camera_loop(
+            source, model, renderer, sink, window, args.max_frames, args.smooth
+        )
+    finally:
+        source.close()
+        if sink is not None:
+            sink.close()
+        if window is not None:
+            window.close()
+    if source.end_reason:
+        log.error("%s; stopping", source.end_reason)
+        stopped_by = source.end_reason
+    elif len(times) == 0 and stopped_by == "end of source":
+        raise DemoError(f"--source {args.source}: no frame could be read")
+    summary = {
+        "frames": len(times),
+        "seconds": seconds,
+        "fps": len(times) / seconds if seconds > 0 else 0.0,
+        "stages_ms": {stage: percentile_stats(times[:, i]) for i, stage in enumerate(STAGES)},
+        "dropped_frames": source.dropped,
+        "stopped_by": stopped_by,
+        "model": str(model.path),
+        "precision": model.precision,
+        "runtime": litert()[2],
+        "device": device,
+        "source": source.name,
+        "view": args.view,
+        "output": args.output,
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"{summary['frames']} frames in {summary['seconds']:.2f} s: {summary['fps']:.1f} FPS "
+        f"({summary['precision']}, stopped by {summary['stopped_by']}"
+        + (
+            f", {summary['dropped_frames']} stale frames dropped)"
+            if summary["dropped_frames"]
+            else ")"
+        ),
+        f"{'stage':<12}{'mean ms':>9}{'p50 ms':>9}{'p95 ms':>9}",
+    ]
+    for stage, s in summary["stages_ms"].items():
+        lines.append(f"{stage:<12}{s['mean']:>9.2f}{s['p50']:>9.2f}{s['p95']:>9.2f}")
+    return "\n".join(lines)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in 0..1, got {text}")
+    return value
+
+
+def _at_least(minimum: float, kind: type = int):
+    def parse(text: str):
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge_demo/camera.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        help="a .tflite file, or a folder with model_int8.tflite / model.tflite "
+        f"(the Edge TPU model with --edgetpu); default: {DEFAULT_MODEL_DIR}",
+    )
+    model.add_argument("--labels", help="labels.json (default: the one beside the model)")
+    model.add_argument("--threads", type=_at_least(1), default=os.cpu_count(), help="CPU threads")
+    model.add_argument("--edgetpu", action="store_true", help="run on a Coral Edge TPU")
+    model.add_argument("--delegate", help="external delegate .so, e.g. a GPU delegate on Jetson")
+
+    io = parser.add_argument_group("input and output")
+    io.add_argument(
+        "--source",
+        default="0",
+        help="camera index or /dev/videoN, video file, image folder or glob, rtsp:// or http:// "
+        "URL, or a GStreamer pipeline ending in appsink (default: 0)",
+    )
+    io.add_argument(
+        "--reconnect", type=_at_least(0), default=3, help="reopen a lost live source N times"
+    )
+    io.add_argument("--headless", action="store_true", help="no window (use with --output)")
+    io.add_argument("--output", help="annotated video (.mp4, mp4v) or a folder of images")
+    io.add_argument("--image-format", choices=IMAGE_FORMATS, default="jpg", help="for a folder")
+    io.add_argument(
+        "--output-fps",
+        type=_at_least(1e-3, float),
+        help="video rate (default: the source's, or 30)",
+    )
+    io.add_argument("--max-frames", type=_at_least(1), help="stop after N frames")
+    io.add_argument("--json", help="also write the summary to this JSON file")
+
+    view = parser.add_argument_group("view")
+    view.add_argument("--view", choices=VIEWS, default="overlay", help="default: overlay")
+    view.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity (default 0.5)")
+    view.add_argument("--legend", choices=LEGENDS, default="present", help="classes to list")
+    view.add_argument(
+        "--ignore-class",
+        action="append",
+        default=[],
+        metavar="NAME_OR_ID",
+        help="leave this class uncoloured (repeatable)",
+    )
+    view.add_argument(
+        "--smooth",
+        type=_at_least(1.0, float),
+        default=1.0,
+        metavar="K",
+        help="average class scores over about K frames (exponential; 1 = off)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="edge_demo: %(message)s")
+    try:
+        summary = run(args)
+    except DemoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # before the loop started: nothing to summarise
+        return 130
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Drawing: class colours over the frame, the class legend and the HUD (FPS and stage times).
+
+What does not change per frame is built once: the colour table, the ignored-class mask and the
+legend images (cached per set of classes shown and text size), so a frame costs a table lookup,
+one blend and a few small text draws. Text size follows the frame height so the HUD stays readable
+from a 120-line test clip to 1080p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+VIEWS = ("overlay", "mask", "side")
+LEGENDS = ("present", "all", "none")
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+PANEL_OPACITY = 0.6  # how much the panels behind text darken the image
+_LEGEND_CACHE_SIZE = 64
+
+
+def colour_lut(colours_rgb: Sequence[Sequence[int]], ignored: Sequence[int] = ()) -> np.ndarray:
+    """``[num_classes, 3]`` BGR uint8 colour of each class id; ignored classes are black."""
+    lut = np.array(colours_rgb, dtype=np.uint8)[:, ::-1].copy()
+    lut[list(ignored)] = 0
+    return lut
+
+
+def font_scale(frame_height: int) -> float:
+    """Hershey font scale whose text is about 1/30 of the frame height, within readable bounds."""
+    return float(np.clip(frame_height / 600.0, 0.35, 1.6))
+
+
+def _thickness(scale: float) -> int:
+    return 1 if scale < 0.8 else 2
+
+
+def _resize_nearest(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    if (img.shape[1], img.shape[0]) == size_wh:
+        return img
+    return cv2.resize(img, size_wh, interpolation=cv2.INTER_NEAREST)
+
+
+class Sprite(NamedTuple):
+    """A precomputed overlay: ``out = img * gain + add`` (``add`` is premultiplied colour)."""
+
+    gain: np.ndarray  # [h, w, 1] float32
+    add: np.ndarray  # [h, w, 3] float32
+
+
+def paste(img: np.ndarray, sprite: Sprite, x: int, y: int) -> None:
+    """Blend ``sprite`` into ``img`` in place with its top-left at ``(x, y)``, cropped to fit."""
+    h = min(sprite.gain.shape[0], img.shape[0] - y)
+    w = min(sprite.gain.shape[1], img.shape[1] - x)
+    if h <= 0 or w <= 0:
+        return
+    roi = img[y : y + h, x : x + w]
+    roi[:] = np.clip(roi * sprite.gain[:h, :w] + sprite.add[:h, :w], 0, 255)
+
+
+def legend_sprite(
+    names: Sequence[str], colours_bgr: Sequence[Sequence[int]], scale: float, max_height: int
+) -> Sprite:
+    """Colour swatch + name per class on a dark translucent panel, in as many columns as needed
+    to fit ``max_height``."""
+    thick = _thickness(scale)
+    (_, text_h), baseline = cv2.getTextSize("Ag", FONT, scale, thick)
+    pad = max(3, text_h // 2)
+    row_h = text_h + baseline + pad
+    swatch = text_h + baseline
+    text_w = max(cv2.getTextSize(n, FONT, scale, thick)[0][0] for n in names)
+    col_w = swatch + pad + text_w + pad
+    rows = max(1, min(len(names), (max_height - pad) // row_h))
+    cols = -(-len(names) // rows)
+    height, width = pad + rows * row_h, pad + cols * col_w
+    colour = np.zeros((height, width, 3), np.uint8)
+    cover = np.zeros((height, width), np.uint8)
+    for i, (name, bgr) in enumerate(zip(names, colours_bgr, strict=True)):
+        x, y = pad + (i // rows) * col_w, pad + (i % rows) * row_h
+        corners = (x, y), (x + swatch - 1, y + swatch - 1)
+        for img, fill, edge in (
+            (colour, tuple(int(c) for c in bgr), (255,) * 3),
+            (cover, 255, 255),
+        ):
+            cv2.rectangle(img, *corners, fill, cv2.FILLED)
+            cv2.rectangle(img, *corners, edge, 1)  # a white edge keeps dark colours visible
+            cv2.putText(
+                img, name, (x + swatch + pad, y + text_h), FONT, scale, edge, thick, cv2.LINE_AA
+            )
+    alpha = cover[..., None].astype(np.float32) / 255.0
+    return Sprite(gain=(1.0 - PANEL_OPACITY) * (1.0 - alpha), add=colour.astype(np.float32))
+
+
+def draw_text_panel(img: np.ndarray, lines: Sequence[str], x: int, y: int, scale: float) -> None:
+    """White text lines on a dark translucent panel, top-left at ``(x, y)``, drawn in place."""
+    thick = _thickness(scale)
+    (_, text_h), baseline = cv2.getTextSize("Ag", FONT, scale, thick)
+    pad = max(3, text_h // 2)
+    row_h = text_h + baseline + pad // 2
+    width = pad * 2 + max(cv2.getTextSize(line, FONT, scale, thick)[0][0] for line in lines)
+    height = pad * 2 + row_h * len(lines) - pad // 2
+    roi = img[y : y + height, x : x + width]
+    roi[:] = cv2.convertScaleAbs(roi, alpha=1.0 - PANEL_OPACITY)
+    for i, line in enumerate(lines):
+        org = (x + pad, y + pad + text_h + i * row_h)
+        cv2.putText(img, line, org, FONT, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+class Renderer:
+    """Turns a frame and its class map into the annotated image for the chosen view."""
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        colours_rgb: Sequence[Sequence[int]],
+        view: str = "overlay",
+        alpha: float = 0.5,
+        ignored: Sequence[int] = (),
+        legend: str = "present",
+    ) -> None:
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+        if legend not in LEGENDS:
+            raise ValueError(f"legend must be one of {LEGENDS}, got {legend!r}")
+        self.class_names = tuple(class_names)
+        self.view = view
+        self.alpha = alpha
+        self.legend = legend
+        self.lut = colour_lut(colours_rgb, ignored)
+        self.ignored = np.zeros(len(self.class_names), bool)
+        self.ignored[list(ignored)] = True
+        self._ignored_u8 = self.ignored.astype(np.uint8)
+        self._any_ignored = bool(self.ignored.any())
+        self._all_shown = tuple(int(i) for i in np.flatnonzero(~self.ignored))
+        self._legends: dict[tuple, Sprite] = {}
+
+    def segmentation(self, frame: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """The view without text: overlay, mask, or frame and mask side by side."""
+        # Colour at the class map's (model) size, then scale: nearest-neighbour resizing commutes
+        # with the table lookup and a small lookup is several times cheaper than a full-size one.
+        size = frame.shape[1], frame.shape[0]
+        colour = _resize_nearest(self.lut.take(classes, axis=0), size)
+        if self.view == "mask":
+            return colour
+        if self.view == "side":
+            return np.hstack((frame, colour))
+        out = cv2.addWeighted(frame, 1.0 - self.alpha, colour, self.alpha, 0.0)
+        if self._any_ignored:  # ignored classes show the frame, not a dimmed frame
+            cv2.copyTo(frame, _resize_nearest(self._ignored_u8.take(classes), size), out)
+        return out
+
+    def shown_classes(self, classes: np.ndarray) -> tuple[int, ...]:
+        """Ids for the legend: all classes or those in ``classes``, never ignored ones."""
+        if self.legend == "all":
+            return self._all_shown
+        counts = np.bincount(classes.ravel(), minlength=len(self.class_names))
+        return tuple(int(i) for i in np.flatnonzero((counts > 0) & ~self.ignored))
+
+    def legend_for(self, ids: tuple[int, ...], scale: float, max_height: int) -> Sprite:
+        key = (ids, scale, max_height)
+        if key not in self._legends:
+            if len(self._legends) >= _LEGEND_CACHE_SIZE:
+                self._legends.clear()
+            names = [self.class_names[i] for i in ids]
+            self._legends[key] = legend_sprite(names, self.lut[list(ids)], scale, max_height)
+        return self._legends[key]
+
+    def render(self, frame: np.ndarray, classes: np.ndarray, hud: Sequence[str] = ()) -> np.ndarray:
+        """Annotated BGR image: ``classes`` (any size, e.g. the model's) is scaled to the frame."""
+        out = self.segmentation(frame, classes)
+        scale = font_scale(frame.shape[0])
+        margin = max(4, frame.shape[0] // 60)
+        if self.legend != "none":
+            ids = self.shown_classes(classes)
+            if ids:
+                sprite = self.legend_for(ids, scale, out.shape[0] - 2 * margin)
+                paste(out, sprite, max(0, out.shape[1] - sprite.gain.shape[1] - margin), margin)
+        if hud:
+            draw_text_panel(out, hud, margin, margin, scale)
+        return out

@@ -1,0 +1,338 @@
+"""TFLite runtime side of the demo: labels, interpreter and delegates, pre- and postprocessing.
+
+The model contract is the one ``segnet-tf export`` writes: input ``[1, H, W, 3]`` raw RGB pixels
+(float32 0..255, or uint8/int8 quantised with the input tensor's own ``scale, zero_point``),
+output ``[1, H, W, num_classes]`` class logits (float32, or int8/uint8 with the output tensor's
+params), and a ``labels.json`` beside the model. Quantisation always follows the tensors' own
+parameters, never an assumed ``pixel - 128``, so models from other exporters work too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_demo import DemoError, DemoFileNotFoundError
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "segnet-lite-camvid"
+# Preference order when --model is a folder (or not given): the most board-friendly file first.
+MODEL_FILES = ("model_int8.tflite", "model.tflite")
+# With --edgetpu: edgetpu_compiler's output first (the exporter's name for it, then the contract's).
+EDGETPU_MODEL_FILES = ("model_edgetpu_compiled.tflite", "model_edgetpu.tflite")
+# The op edgetpu_compiler replaces the mapped graph with; only the Edge TPU delegate runs it.
+EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
+# The names pycoral loads; the Edge TPU runtime installs exactly these.
+EDGETPU_LIBRARIES = {
+    "Linux": "libedgetpu.so.1",
+    "Darwin": "libedgetpu.1.dylib",
+    "Windows": "edgetpu.dll",
+}
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What ``labels.json`` says; its ``input_size`` and ``num_classes`` must match the model."""
+
+    class_names: tuple[str, ...]
+    colours: tuple[tuple[int, int, int], ...]  # RGB
+    input_size: tuple[int, int] | None = None
+    num_classes: int | None = None
+    model: str | None = None
+
+
+def load_labels(path: str | Path) -> Labels:
+    """Read and validate ``labels.json`` (the exporter's copy of the dataset config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DemoFileNotFoundError(
+            f"labels file {path} not found: put the exporter's labels.json beside the model "
+            "or pass --labels PATH"
+        )
+    try:
+        data = json.loads(path.read_text())
+        names = tuple(str(n) for n in data["class_names"])
+        colours = tuple(tuple(int(v) for v in c) for c in data["colours"])
+        size = data.get("input_size")
+        labels = Labels(
+            class_names=names,
+            colours=colours,  # type: ignore[arg-type]
+            input_size=None if size is None else (int(size[0]), int(size[1])),
+            num_classes=None if data.get("num_classes") is None else int(data["num_classes"]),
+            model=data.get("model"),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
+        raise DemoError(
+            f"{path}: not a valid labels file (needs 'class_names' and 'colours' "
+            f"[[r, g, b], ...]): {e}"
+        ) from e
+    if len(labels.colours) != len(names) or any(len(c) != 3 for c in labels.colours):
+        raise DemoError(f"{path}: {len(names)} class names but {len(labels.colours)} RGB colours")
+    if labels.num_classes is not None and labels.num_classes != len(names):
+        raise DemoError(f"{path}: num_classes is {labels.num_classes} but {len(names)} class names")
+    return labels
+
+
+def quantise(values: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """TFLite's affine quantisation ``q = zero_point + round(x / scale)``, saturated to ``dtype``.
+
+    Rounds half away from zero like the TFLite kernels (``std::round``), not numpy's half-to-even.
+    """
+    x = np.asarray(values, np.float64) / scale
+    q = np.sign(x) * np.floor(np.abs(x) + 0.5) + zero_point
+    info = np.iinfo(dtype)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantise(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Real values of a quantised tensor: ``(q - zero_point) * scale``, as float32."""
+    return (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """The quantised value of every pixel value 0..255: preprocessing becomes one table lookup."""
+    if scale == 0:  # an unquantised integer input takes the pixels as they are
+        if np.dtype(dtype) != np.uint8:
+            raise DemoError(
+                f"model input is {np.dtype(dtype).name} without quantisation parameters"
+            )
+        return np.arange(256, dtype=np.uint8)
+    return quantise(np.arange(256), dtype, scale, zero_point)
+
+
+def preprocess(
+    frame_bgr: np.ndarray, size_hw: tuple[int, int], lut: np.ndarray | None
+) -> np.ndarray:
+    """BGR frame -> model input ``[1, H, W, 3]``: resize, BGR->RGB, quantise (``lut``) or float."""
+    h, w = size_hw
+    if frame_bgr.shape[:2] != (h, w):
+        frame_bgr = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    x = rgb.astype(np.float32) if lut is None else lut.take(rgb)  # take: ~4x faster than lut[rgb]
+    return x[None]
+
+
+def smooth_scores(state: np.ndarray | None, scores: np.ndarray, k: float) -> np.ndarray:
+    """Exponential moving average of class scores with a span of ``k`` frames (``alpha = 2/(k+1)``).
+
+    Updates ``state`` in place (the caller owns it; no per-frame allocation of a full score map)
+    and returns it; the first call starts the average from ``scores``.
+    """
+    if state is None:
+        return np.array(scores, dtype=np.float32)
+    state += (2.0 / (k + 1.0)) * (scores - state)
+    return state
+
+
+def class_map(scores: np.ndarray) -> np.ndarray:
+    """Per-pixel argmax ``[H, W, C] -> [H, W]`` uint8. Valid on raw int8/uint8 scores too
+    (dequantisation is monotonic), so quantised outputs need no conversion when not smoothing."""
+    return np.argmax(scores, axis=-1).astype(np.uint8)
+
+
+def resolve_model_path(model: str | Path | None, edgetpu: bool = False) -> Path:
+    """The ``.tflite`` file to load: ``model`` itself, or the best file in a model folder."""
+    folder = DEFAULT_MODEL_DIR if model is None else Path(model)
+    if folder.is_dir():
+        names = (EDGETPU_MODEL_FILES if edgetpu else ()) + MODEL_FILES
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+        if model is None:
+            raise DemoFileNotFoundError(
+                f"no model given and none found in {folder}: pass --model PATH.tflite "
+                "or export one with `segnet-tf export --int8`"
+            )
+        raise DemoFileNotFoundError(f"--model {folder}: folder has none of {', '.join(names)}")
+    if model is None:
+        raise DemoFileNotFoundError(
+            f"no model given and the default {folder / MODEL_FILES[0]} does not exist: pass "
+            "--model PATH.tflite or export one with `segnet-tf export --int8`"
+        )
+    if not folder.is_file():
+        raise DemoFileNotFoundError(f"--model {folder}: file not found")
+    return folder
+
+
+@functools.cache
+def litert() -> tuple[type, object, str]:
+    """``(Interpreter, load_delegate, name)`` of the first TFLite runtime installed.
+
+    LiteRT first (the supported wheel), then tflite_runtime (Coral's wheels), then full
+    TensorFlow so the demo also runs on a workstation.
+    """
+    try:
+        from ai_edge_litert import interpreter as lite
+
+        return lite.Interpreter, lite.load_delegate, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as lite
+
+        return lite.Interpreter, lite.load_delegate, "tflite_runtime"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, tf.lite.experimental.load_delegate, "tensorflow.lite"
+    except ImportError:
+        raise DemoError(
+            "no TFLite runtime found: pip install ai-edge-litert "
+            "(or tflite-runtime on Coral boards)"
+        ) from None
+
+
+def _check_delegate_library(library: str, what: str, hint: str) -> None:
+    # The runtimes' Delegate class prints a traceback from __del__ when its library fails to load,
+    # so check with ctypes first and fail with one clear line instead.
+    try:
+        lib = ctypes.CDLL(library)
+    except OSError as e:
+        raise DemoError(f"{what} could not be loaded ({e}); {hint}") from None
+    if not hasattr(lib, "tflite_plugin_create_delegate"):
+        raise DemoError(f"{what} ({library}) is not a TFLite external delegate library; {hint}")
+
+
+def load_delegates(edgetpu: bool = False, delegate: str | None = None) -> list:
+    """Interpreter delegates: the Edge TPU and/or an external delegate ``.so`` (Jetson GPU)."""
+    _, load_delegate, _ = litert()
+    delegates = []
+    if edgetpu:
+        library = EDGETPU_LIBRARIES.get(platform.system(), EDGETPU_LIBRARIES["Linux"])
+        _check_delegate_library(
+            library,
+            f"Edge TPU delegate {library}",
+            "install the Edge TPU runtime (https://coral.ai/software/#edgetpu-runtime) "
+            "or drop --edgetpu to run on the CPU",
+        )
+        delegates.append(load_delegate(library))
+    if delegate is not None:
+        if not Path(delegate).is_file():
+            raise DemoFileNotFoundError(f"--delegate {delegate}: file not found")
+        _check_delegate_library(
+            delegate, f"--delegate {delegate}", "drop --delegate to use the CPU"
+        )
+        try:
+            delegates.append(load_delegate(delegate))
+        except (ValueError, RuntimeError) as e:
+            raise DemoError(f"--delegate {delegate}: failed to create the delegate: {e}") from None
+    return delegates
+
+
+def _tensor_quant(detail: dict) -> tuple[float, int] | None:
+    scale, zero_point = detail["quantization"]
+    return None if detail["dtype"] == np.float32 else (float(scale), int(zero_point))
+
+
+class SegModel:
+    """A TFLite segmentation model: BGR frames in, per-pixel class scores out.
+
+    Everything that does not change per frame (tensor indices, the input quantisation table,
+    the output parameters) is worked out once here, outside the camera loop.
+    """
+
+    def __init__(self, interpreter, path: Path, labels: Labels) -> None:
+        self.interpreter = interpreter
+        self.path = path
+        self.labels = labels
+        inp = interpreter.get_input_details()
+        out = interpreter.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise DemoError(f"{path}: expected 1 input and 1 output, got {len(inp)} and {len(out)}")
+        inp, out = inp[0], out[0]
+        in_shape, out_shape = tuple(inp["shape"]), tuple(out["shape"])
+        if len(in_shape) != 4 or in_shape[0] != 1 or in_shape[3] != 3:
+            raise DemoError(f"{path}: input shape {list(in_shape)} is not [1, H, W, 3]")
+        if len(out_shape) != 4 or out_shape[0] != 1:
+            raise DemoError(f"{path}: output shape {list(out_shape)} is not [1, H, W, num_classes]")
+        self.input_size = (int(in_shape[1]), int(in_shape[2]))
+        self.num_classes = int(out_shape[3])
+        self.input_dtype = np.dtype(inp["dtype"])
+        self.output_quant = _tensor_quant(out)
+        in_quant = _tensor_quant(inp)
+        self.input_lut = None if in_quant is None else input_lut(self.input_dtype, *in_quant)
+        self._in_index = inp["index"]
+        self._out_index = out["index"]
+        check_labels(labels, self)
+
+    @property
+    def precision(self) -> str:
+        return self.input_dtype.name
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        return preprocess(frame_bgr, self.input_size, self.input_lut)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Raw output ``[H, W, C]`` in the output tensor's own dtype."""
+        self.interpreter.set_tensor(self._in_index, x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out_index)[0]
+
+    def scores(self, raw: np.ndarray) -> np.ndarray:
+        """Real-valued class scores (logits) of a raw output."""
+        return raw if self.output_quant is None else dequantise(raw, *self.output_quant)
+
+
+def check_labels(labels: Labels, model: SegModel) -> None:
+    """Fail early when ``labels.json`` was written for another model."""
+    n = len(labels.class_names)
+    if n != model.num_classes:
+        raise DemoError(
+            f"labels list {n} classes but {model.path.name} outputs {model.num_classes}: "
+            "pass the labels.json exported with this model (--labels PATH)"
+        )
+    if labels.input_size is not None and labels.input_size != model.input_size:
+        raise DemoError(
+            f"labels.json input_size {list(labels.input_size)} does not match the model input "
+            f"{list(model.input_size)} of {model.path.name}: pass the labels.json exported with it"
+        )
+
+
+def load_model(
+    path: str | Path | None = None,
+    labels: str | Path | None = None,
+    threads: int | None = None,
+    edgetpu: bool = False,
+    delegate: str | None = None,
+) -> SegModel:
+    """Load a ``.tflite`` model (a file, a model folder, or the default) and its labels."""
+    model_path = resolve_model_path(path, edgetpu)
+    content = model_path.read_bytes()
+    if content[4:8] != b"TFL3":
+        raise DemoError(f"--model {model_path}: not a TFLite flatbuffer (no TFL3 identifier)")
+    compiled = EDGETPU_CUSTOM_OP in content
+    if compiled and not edgetpu:
+        raise DemoError(
+            f"{model_path.name} is compiled for the Edge TPU: pass --edgetpu "
+            "(or use model_int8.tflite on the CPU)"
+        )
+    label_set = load_labels(model_path.parent / "labels.json" if labels is None else labels)
+    if threads is not None and threads < 1:
+        raise DemoError(f"--threads must be >= 1, got {threads}")
+    interpreter_cls, _, _ = litert()
+    delegates = load_delegates(edgetpu, delegate)
+    if edgetpu and not compiled:
+        log.warning(
+            "%s has no Edge TPU ops (not compiled by edgetpu_compiler): it runs on the CPU",
+            model_path.name,
+        )
+    try:
+        interpreter = interpreter_cls(
+            model_path=str(model_path),
+            experimental_delegates=delegates or None,
+            num_threads=threads,
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise DemoError(f"--model {model_path}: TFLite cannot load it: {e}") from None
+    return SegModel(interpreter, model_path, label_set)

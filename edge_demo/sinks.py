@@ -1,0 +1,111 @@
+"""Where annotated frames go: a video file (mp4v), a folder of images, or a window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge_demo import DemoError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov"})
+IMAGE_FORMATS = ("jpg", "png")
+
+
+class FrameSink(Protocol):
+    def write(self, frame: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class VideoSink:
+    """An mp4v video, opened on the first frame: its size is the view's, not the source's.
+
+    Later frames of another size (an image folder of mixed sizes) are scaled to it, since a
+    VideoWriter silently drops frames that do not match.
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self.size: tuple[int, int] | None = None  # (width, height) of the video
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        size = (frame.shape[1], frame.shape[0])
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+            if not self._writer.isOpened():
+                raise DemoError(f"--output {self.path}: OpenCV cannot write an mp4v video there")
+            self.size = size
+        if size != self.size:
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        self._writer.write(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+
+class FolderSink:
+    """Numbered images ``frame_000000.jpg``, ... in a folder."""
+
+    def __init__(self, folder: Path, image_format: str = "jpg") -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DemoError(f"--output {folder}: cannot create the folder: {e}") from None
+        self.folder = folder
+        self.image_format = image_format
+        self.count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        path = self.folder / f"frame_{self.count:06d}.{self.image_format}"
+        if not cv2.imwrite(str(path), frame):
+            raise DemoError(f"--output {self.folder}: could not write {path.name}")
+        self.count += 1
+
+    def close(self) -> None:
+        pass
+
+
+def open_sink(output: str, fps: float, image_format: str = "jpg") -> FrameSink:
+    """A video file for ``.mp4/.avi/.mkv/.mov``, otherwise a folder of images."""
+    path = Path(output)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoSink(path, fps)
+    if path.suffix and not path.is_dir() and not output.endswith(("/", "\\")):
+        raise DemoError(
+            f"--output {output}: use a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) "
+            "or a folder for images"
+        )
+    return FolderSink(path, image_format)
+
+
+class Window:
+    """An OpenCV window; :meth:`show` returns False when the user presses ESC/q or closes it."""
+
+    def __init__(self, title: str = "segnet edge demo") -> None:
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
+        except cv2.error:
+            raise DemoError(
+                "cannot open a window: no display, or this OpenCV has no GUI support "
+                "(opencv-python-headless); use --headless --output out.mp4"
+            ) from None
+
+    def show(self, frame: np.ndarray) -> bool:
+        cv2.imshow(self.title, frame)
+        key = cv2.waitKey(1) & 0xFF
+        return (
+            key not in (27, ord("q"))
+            and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        )
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)

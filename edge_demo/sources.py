@@ -1,0 +1,222 @@
+"""Frame sources: camera index or /dev/video*, video file, image folder or glob, RTSP/HTTP URL,
+GStreamer pipeline.
+
+Live sources (camera, URL, GStreamer) are read by a capture thread that keeps only the newest frame:
+the loop always segments the freshest image and drops stale ones (counted) rather than queueing
+latency. Files are read frame by frame with no drops, so a run over a file is reproducible.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge_demo import DemoError, DemoFileNotFoundError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+RECONNECT_BACKOFF_S = 0.5
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+class FrameSource(Protocol):
+    name: str
+    fps: float | None  # the source's nominal rate, if it reports one
+    dropped: int  # stale frames a live source skipped
+    end_reason: str | None  # why a live source gave up, if it did
+
+    def read(self) -> np.ndarray | None:
+        """The next BGR frame, or None when the source has ended."""
+
+    def close(self) -> None: ...
+
+
+def source_kind(spec: str) -> str:
+    """How ``--source`` is read: camera, gstreamer, url, images or video."""
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        return "camera"
+    if "!" in spec:  # gst-launch syntax: elements joined by '!'
+        return "gstreamer"
+    if _URL.match(spec):
+        return "url"
+    path = Path(spec)
+    if path.is_dir() or glob.has_magic(spec):
+        return "images"
+    if path.is_file():
+        return "images" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+    raise DemoFileNotFoundError(
+        f"--source {spec}: not a camera index, file, folder, glob, URL or GStreamer pipeline "
+        "(no such file or folder)"
+    )
+
+
+def image_paths(spec: str) -> list[Path]:
+    """Image files of a folder, glob or single file, in name order."""
+    path = Path(spec)
+    if path.is_dir():
+        paths = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        paths = [Path(p) for p in glob.glob(spec)]
+    return sorted(p for p in paths if p.is_file())
+
+
+class ImageSource:
+    """Images of a folder or glob, one frame each; unreadable files are skipped with a warning."""
+
+    fps = None
+    dropped = 0
+    end_reason = None
+
+    def __init__(self, spec: str) -> None:
+        self.name = spec
+        paths = image_paths(spec)
+        if not paths:
+            raise DemoError(f"--source {spec}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._paths = iter(paths)
+
+    def read(self) -> np.ndarray | None:
+        for path in self._paths:
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is not None:
+                return frame
+            log.warning("skipping %s: OpenCV cannot read it as an image", path)
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class VideoFileSource:
+    """A video file, every frame in order."""
+
+    dropped = 0
+    end_reason = None
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        self._cap = cv2.VideoCapture(path)
+        if not self._cap.isOpened():
+            raise DemoError(f"--source {path}: OpenCV cannot open it as a video")
+        self.fps = self._cap.get(cv2.CAP_PROP_FPS) or None
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self._cap.read()
+        return frame if ok else None
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class LiveSource:
+    """A camera or stream read in a background thread that keeps only the newest frame.
+
+    When the capture stops delivering frames it is reopened up to ``reconnect`` times, waiting
+    ``backoff_s * attempt`` before each try; after that the source ends and ``end_reason`` says why.
+    """
+
+    def __init__(
+        self,
+        open_capture: Callable[[], cv2.VideoCapture],
+        name: str,
+        reconnect: int = 3,
+        backoff_s: float = RECONNECT_BACKOFF_S,
+    ) -> None:
+        self.name = name
+        self.reconnect = reconnect
+        self.backoff_s = backoff_s
+        self.dropped = 0
+        self.end_reason: str | None = None
+        self._open = open_capture
+        self._cap = open_capture()
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise DemoError(f"{name}: could not be opened")
+        self.fps = self._cap.get(cv2.CAP_PROP_FPS) or None
+        self._newest: np.ndarray | None = None
+        self._ended = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._capture, name="capture", daemon=True)
+        self._thread.start()
+
+    def _capture(self) -> None:
+        failures = 0
+        while not self._closing:
+            ok, frame = self._cap.read()
+            if ok:
+                failures = 0
+                with self._cond:
+                    self.dropped += self._newest is not None
+                    self._newest = frame
+                    self._cond.notify()
+                continue
+            if failures == self.reconnect:
+                self.end_reason = f"{self.name}: no frames after {failures} reconnect attempts"
+                break
+            failures += 1
+            log.warning("%s: no frame, reconnecting (%d/%d)", self.name, failures, self.reconnect)
+            self._cap.release()
+            time.sleep(self.backoff_s * failures)
+            self._cap = self._open()
+        self._cap.release()
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def read(self) -> np.ndarray | None:
+        """The newest frame not yet returned; waits for one. None once the source has ended."""
+        with self._cond:
+            while self._newest is None and not self._ended:
+                self._cond.wait()
+            frame, self._newest = self._newest, None
+        return frame
+
+    def close(self) -> None:
+        self._closing = True
+        self._thread.join(timeout=2.0)
+
+
+def _open_hint(kind: str, spec: str) -> str:
+    """Why a live source may have failed to open, for the error message."""
+    if kind == "camera":
+        return " (not connected, or in use by another program?)"
+    if kind == "url":
+        return " (check the URL and that the stream is up)"
+    if "GStreamer:                   YES" not in cv2.getBuildInformation():
+        return (
+            "; this OpenCV has no GStreamer support (pip's opencv-python wheels do not): "
+            "use the board's OpenCV, e.g. JetPack's python3-opencv"
+        )
+    return "" if "appsink" in spec else "; the pipeline must end in appsink"
+
+
+def open_source(spec: str, reconnect: int = 3) -> FrameSource:
+    """Open ``--source``: see :func:`source_kind` for what it accepts."""
+    kind = source_kind(spec)
+    if kind == "images":
+        return ImageSource(spec)
+    if kind == "video":
+        return VideoFileSource(spec)
+    if kind == "camera":
+        device = int(spec) if spec.isdigit() else spec
+        opener, name = functools.partial(cv2.VideoCapture, device), f"camera {spec}"
+    elif kind == "gstreamer":
+        opener = functools.partial(cv2.VideoCapture, spec, cv2.CAP_GSTREAMER)
+        name = f"GStreamer pipeline {spec!r}"
+    else:
+        opener, name = functools.partial(cv2.VideoCapture, spec), spec
+    try:
+        return LiveSource(opener, name, reconnect)
+    except DemoError as e:
+        raise DemoError(f"{e}{_open_hint(kind, spec)}") from None

@@ -1,0 +1,81 @@
+"""``segnet-tf export``: thin click wrapper over :func:`export.export_model`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from export.exporter import FORMATS, TARGETS, ExportOptions, export_model
+
+EXAMPLE = """
+\b
+Examples:
+  segnet-tf export --model runs/camvid/best.keras --out exported --int8
+  segnet-tf export --model runs/camvid/best.keras --out coral --target edgetpu \\
+      --calib-data ../camvid --calib-samples 300
+\b
+Artifacts: saved_model/, labels.json, report.json and
+""" + "\n".join(f"  {f.filename:<22} {f.description}" for f in FORMATS.values())
+
+
+@click.command("export", epilog=EXAMPLE)
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Trained .keras file (or a run folder holding best.keras).",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option(
+    "--int8/--no-int8",
+    default=None,
+    help="Also write model_int8.tflite, full-integer (implied by --target edgetpu).",
+)
+@click.option("--fp16", is_flag=True, help="Also write model_fp16.tflite (float16 weights).")
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="cpu",
+    show_default=True,
+    help="edgetpu: also write model_edgetpu.tflite using Edge TPU ops only.",
+)
+@click.option(
+    "--calib-data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dataset folder (train split calibrates, val split checks parity), or a .npy "
+    "of images [N,H,W,3]; default: the run's training data, else synthetic scenes.",
+)
+@click.option(
+    "--calib-samples", type=int, default=200, show_default=True, help="Calibration crops for int8."
+)
+@click.option(
+    "--parity-samples",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Validation images for the parity report.",
+)
+@click.option("--threads", type=int, default=None, help="Threads for the latency figures.")
+def export_command(
+    model, out, int8, fp16, target, calib_data, calib_samples, parity_samples, threads
+):
+    """Export a trained model to SavedModel and TFLite (builtin ops only), with a parity report."""
+    options = ExportOptions(
+        model=model,
+        out=out,
+        int8=int8,
+        fp16=fp16,
+        target=target,
+        calib_data=calib_data,
+        calib_samples=calib_samples,
+        parity_samples=parity_samples,
+        threads=threads,
+    )
+    try:
+        export_model(options, log=click.echo)
+    except (ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"exported to {out}")

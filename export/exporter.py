@@ -1,0 +1,372 @@
+"""``segnet-tf export``: one trained model in, every deployable artifact out, each verified.
+
+The format table below is the one place that says which files exist, how each is built and which
+options ask for it. Every artifact is written into a staging folder beside ``out`` and moved into
+place only when all of them converted and passed their checks, so a failed export leaves nothing
+half-written behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from export.calibration import (
+    CalibrationError,
+    calibration_images,
+    calibration_source,
+    load_image_array,
+    representative_dataset,
+)
+from export.edgetpu import check_edgetpu, compile_edgetpu
+from export.lowering import (
+    MaxPoolingWithArgmax2D,
+    activation_peaks,
+    equalize_activations,
+    lower_model,
+)
+from export.savedmodel import save_serving_model
+from export.tflite import TFLiteModel, convert, inspect_model
+from segnet_tf.data import CAMVID, DatasetConfig
+from segnet_tf.metrics import confusion_matrix, mean_iou
+from segnet_tf.models import load_model
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    filename: str
+    precision: str  # float32 | float16 | int8
+    lowering: str  # exact | edgetpu
+    description: str
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("tflite", "model.tflite", "float32", "exact", "float32, builtin ops"),
+        Format("fp16", "model_fp16.tflite", "float16", "exact", "float16 weights (GPU delegate)"),
+        Format("int8", "model_int8.tflite", "int8", "exact", "full int8 (ARM CPU, XNNPACK, NNAPI)"),
+        Format(
+            "edgetpu", "model_edgetpu.tflite", "int8", "edgetpu", "full int8, Edge TPU ops only"
+        ),
+    )
+}
+TARGETS = ("cpu", "edgetpu")
+
+
+class ExportError(ValueError):
+    """The model or the options cannot be exported as asked."""
+
+
+@dataclass
+class ExportOptions:
+    model: Path
+    out: Path
+    int8: bool | None = None  # None: int8 only when the target needs it
+    fp16: bool = False
+    target: str = "cpu"
+    calib_data: Path | None = None
+    calib_samples: int = 200
+    parity_samples: int = 20
+    threads: int | None = None
+    seed: int = 0
+
+    def formats(self) -> list[Format]:
+        """The TFLite artifacts these options ask for; rejects combinations that make no sense."""
+        if self.target not in TARGETS:
+            raise ExportError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.target == "edgetpu" and self.int8 is False:
+            raise ExportError("--target edgetpu runs int8 models only; drop --no-int8")
+        if self.parity_samples < 1:
+            raise ExportError(f"--parity-samples must be >= 1, got {self.parity_samples}")
+        names = ["tflite"]
+        if self.fp16:
+            names.append("fp16")
+        if self.int8 or self.target == "edgetpu":
+            names.append("int8")
+        if self.target == "edgetpu":
+            names.append("edgetpu")
+        return [FORMATS[n] for n in names]
+
+
+@dataclass
+class Artifact:
+    file: str
+    size_bytes: int
+    ops: dict[str, int]
+    tensor_types: dict[str, int]
+    seconds_to_build: float
+    parity: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+def export_model(options: ExportOptions, log=print) -> dict:
+    """Export ``options.model`` into ``options.out``; returns the report (also ``report.json``)."""
+    formats = options.formats()
+    model = load_segnet(options.model)
+    input_size = static_input_size(model, options.model)
+    config = dataset_config_for(options.model, model)
+    needs_calibration = any(f.precision == "int8" for f in formats)
+
+    out = Path(options.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        dataset = calibration_source(_data_dir(options), config)
+        calib = None
+        if needs_calibration:
+            calib = _calibration(options, dataset, input_size)
+            log(
+                f"calibration: {len(calib)} crops of {input_size[0]}x{input_size[1]} "
+                f"from {dataset.root or 'the built-in synthetic scenes'}"
+            )
+        report = _build_all(model, formats, calib, staging, options, log)
+        _write_labels(staging, config, model, input_size)
+        report["parity"] = _parity(model, staging, report, dataset, input_size, options, log)
+        report.update(
+            model=model.name,
+            source=str(options.model),
+            input_size=list(input_size),
+            num_classes=config.num_classes,
+            target=options.target,
+        )
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+        _replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(format_report(report))
+    return report
+
+
+def load_segnet(path: Path) -> keras.Model:
+    try:
+        model = load_model(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ExportError(str(e)) from e
+    if not any(isinstance(layer, MaxPoolingWithArgmax2D) for layer in model.layers):
+        raise ExportError(
+            f"model {str(path)!r} is not a segnet-tf model: it has no MaxPoolingWithArgmax2D layer"
+        )
+    return model
+
+
+def static_input_size(model: keras.Model, path: Path) -> tuple[int, int]:
+    h, w, c = model.inputs[0].shape[1:]
+    if h is None or w is None or c != 3:
+        raise ExportError(
+            f"model {str(path)!r} has input shape {tuple(model.inputs[0].shape)}; export needs a "
+            "fixed (H, W, 3): rebuild it with build_model(..., input_shape=(H, W, 3))"
+        )
+    return int(h), int(w)
+
+
+def dataset_config_for(path: Path, model: keras.Model) -> DatasetConfig:
+    """The classes the model was trained on: from its run's config.json, else CamVid's."""
+    run_config = Path(path).parent / "config.json"
+    num_classes = int(model.outputs[0].shape[-1])
+    if run_config.is_file():
+        saved = json.loads(run_config.read_text()).get("dataset")
+        if saved:
+            return DatasetConfig.from_dict(saved)
+    if num_classes == CAMVID.num_classes:
+        return CAMVID
+    raise ExportError(
+        f"model {str(path)!r} predicts {num_classes} classes and has no config.json beside it "
+        "naming them; export it from its run folder"
+    )
+
+
+def _data_dir(options: ExportOptions) -> Path | None:
+    """Images for calibration and parity: --calib-data, else the data the run was trained on."""
+    if options.calib_data is not None:
+        return None if Path(options.calib_data).suffix == ".npy" else Path(options.calib_data)
+    run_config = Path(options.model).parent / "config.json"
+    if run_config.is_file():
+        data = json.loads(run_config.read_text()).get("train", {}).get("data")
+        if data and Path(data).is_dir():
+            return Path(data)
+    return None
+
+
+def _calibration(options: ExportOptions, dataset, input_size) -> np.ndarray:
+    if options.calib_data is not None and Path(options.calib_data).suffix == ".npy":
+        return load_image_array(Path(options.calib_data), input_size)
+    try:
+        return calibration_images(dataset, input_size, options.calib_samples, options.seed)
+    except CalibrationError:
+        raise
+    except ValueError as e:
+        raise CalibrationError(f"--calib-data: {e}") from e
+
+
+def _build_all(model, formats, calib, staging: Path, options, log) -> dict:
+    report: dict = {"artifacts": {}}
+    start = time.perf_counter()
+    save_serving_model(model, staging / "saved_model")
+    report["artifacts"]["saved_model"] = {
+        "file": "saved_model/",
+        "size_bytes": _dir_size(staging / "saved_model"),
+        "seconds_to_build": round(time.perf_counter() - start, 2),
+    }
+    lowered_dirs: dict[tuple[str, bool], Path] = {}
+    peaks = activation_peaks(model, calib) if calib is not None else None
+    with tempfile.TemporaryDirectory(dir=staging.parent) as tmp:
+        for fmt in formats:
+            start = time.perf_counter()
+            int8 = fmt.precision == "int8"
+            key = (fmt.lowering, int8)
+            if key not in lowered_dirs:
+                lowered = lower_model(model, fmt.lowering)
+                if int8:  # float exports stay bit-exact; int8 ones get every channel's range
+                    equalize_activations(lowered, peaks)
+                lowered_dirs[key] = Path(tmp) / f"{fmt.lowering}-{fmt.precision}"
+                save_serving_model(lowered, lowered_dirs[key], batch_size=1)
+            rep = representative_dataset(calib) if int8 else None
+            try:
+                content = convert(lowered_dirs[key], fmt.precision, rep)
+            except Exception as e:
+                raise ExportError(f"{fmt.filename}: TFLite conversion failed: {e}") from e
+            info = inspect_model(content)
+            _check(fmt, info)
+            path = staging / fmt.filename
+            path.write_bytes(content)
+            artifact = Artifact(
+                fmt.filename,
+                len(content),
+                info.ops,
+                info.tensor_types,
+                round(time.perf_counter() - start, 2),
+            )
+            if fmt.name == "edgetpu":
+                artifact.extra["edgetpu_compiler"] = compile_edgetpu(path, staging)
+            report["artifacts"][fmt.name] = asdict(artifact)
+            log(
+                f"wrote {fmt.filename}: {len(content) / 1e6:.2f} MB, {sum(info.ops.values())} ops, "
+                f"{artifact.seconds_to_build:.1f} s"
+            )
+    return report
+
+
+def _check(fmt: Format, info) -> None:
+    """Builtin ops only, and int8 end to end where asked; the Edge TPU's full constraint list."""
+    if not info.builtin_only:
+        raise ExportError(f"{fmt.filename}: custom ops {info.custom_ops} would not run on a board")
+    if fmt.precision == "int8":
+        floats = {t: n for t, n in info.tensor_types.items() if t.startswith("float")}
+        if floats:
+            raise ExportError(f"{fmt.filename}: float tensors {floats} left in an int8 model")
+    if fmt.lowering == "edgetpu":
+        check_edgetpu(info)
+
+
+def _write_labels(staging: Path, config: DatasetConfig, model, input_size) -> None:
+    labels = {
+        "model": model.name,
+        "input_size": list(input_size),
+        "num_classes": config.num_classes,
+        "class_names": list(config.class_names),
+        "colours": [list(c) for c in config.colours],
+        "void_id": config.void_id,
+    }
+    (staging / "labels.json").write_text(json.dumps(labels, indent=2))
+
+
+def _parity_images(dataset, input_size, count: int, seed: int):
+    from segnet_tf.data import make_dataset
+
+    split = next((s for s in ("val", "test", "train") if s in dataset.splits), None)
+    samples = list(dataset.split(split))[:count]
+    stream = make_dataset(
+        samples, dataset.config, input_size=input_size, batch_size=1, training=False, cache=False
+    )
+    images, labels = zip(*[(x.numpy()[0], y.numpy()[0]) for x, y in stream], strict=True)
+    return split, np.stack(images), np.stack(labels)
+
+
+def _parity(model, staging: Path, report: dict, dataset, input_size, options, log) -> dict:
+    """Class-map agreement with Keras, mIoU of each model and latency per image on this machine."""
+    split, images, labels = _parity_images(
+        dataset, input_size, options.parity_samples, options.seed
+    )
+    config = dataset.config
+    num_classes = int(model.outputs[0].shape[-1])
+    keras_maps = np.argmax(model.predict(images, batch_size=1, verbose=0), -1)
+
+    def miou(maps):
+        conf = confusion_matrix(labels, maps, num_classes, config.void_id)
+        return float(mean_iou(conf))
+
+    result = {"images": len(images), "split": split, "keras_miou": miou(keras_maps), "models": {}}
+    threads = options.threads or os.cpu_count()
+    for name, artifact in report["artifacts"].items():
+        if name == "saved_model":
+            continue
+        runner = TFLiteModel((staging / artifact["file"]).read_bytes(), num_threads=threads)
+        runner(images[0])  # warm-up: first invoke allocates and packs weights
+        outs = [runner.timed(image) for image in images]
+        maps = np.stack([np.argmax(o, -1) for o, _ in outs])
+        m = miou(maps)
+        entry = {
+            "pixel_agreement": float(np.mean(maps == keras_maps)),
+            "miou": m,
+            "miou_delta_points": 100 * (m - result["keras_miou"]),
+            "latency_ms_median": 1000 * float(np.median([t for _, t in outs])),
+            "threads": threads,
+        }
+        artifact["parity"] = entry
+        result["models"][name] = entry
+        log(
+            f"parity {artifact['file']}: {100 * entry['pixel_agreement']:.2f}% pixels agree, "
+            f"mIoU {100 * m:.2f} (Keras {100 * result['keras_miou']:.2f})"
+        )
+    return result
+
+
+def format_report(report: dict) -> str:
+    """The printed table: size, op count and parity of every artifact."""
+    rows = [
+        f"{'artifact':<24}{'size MB':>9}{'ops':>6}{'agree %':>9}{'mIoU':>7}{'dmIoU':>7}{'ms':>8}"
+    ]
+    for art in report["artifacts"].values():
+        p = art.get("parity") or {}
+        ops = sum(art.get("ops", {}).values()) if "ops" in art else "-"
+        rows.append(
+            f"{art['file']:<24}{art['size_bytes'] / 1e6:>9.2f}{ops!s:>6}"
+            + (
+                f"{100 * p['pixel_agreement']:>9.2f}{100 * p['miou']:>7.2f}"
+                f"{p['miou_delta_points']:>+7.2f}{p['latency_ms_median']:>8.1f}"
+                if p
+                else ""
+            )
+        )
+    par = report.get("parity", {})
+    rows.append(
+        f"Keras reference mIoU {100 * par.get('keras_miou', 0):.2f} on {par.get('images')} "
+        f"{par.get('split')} images"
+    )
+    return "\n".join(rows)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Swap the finished staging folder in for ``out`` (keeping files the export did not make)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for item in staging.iterdir():
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    staging.rmdir()

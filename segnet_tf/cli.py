@@ -1,0 +1,368 @@
+"""``segnet-tf`` command line: thin click commands over the library (train, evaluate, predict,
+data, models). Library errors (bad files, options, datasets) are shown as one-line messages."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+import segnet_tf
+from segnet_tf.data import dataset_stats, open_dataset, pack_dataset, validate
+from segnet_tf.evaluation import evaluate
+from segnet_tf.models import PRESETS, build_model
+from segnet_tf.prediction import predict_images
+from segnet_tf.training import TrainConfig, read_state, train
+
+# Dataset errors are ValueError / FileNotFoundError subclasses, so these cover them too.
+USER_ERRORS = (ValueError, FileNotFoundError)
+
+
+class SegnetGroup(click.Group):
+    """Turns library errors of any subcommand (including groups added later) into click errors."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            raise click.ClickException(str(e)) from e
+
+
+def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
+    """``HxW`` (e.g. ``360x480``) -> ``(H, W)``."""
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise click.BadParameter(
+        f"{value!r}: expected HEIGHTxWIDTH with positive integers, e.g. 360x480"
+    )
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+@click.group(cls=SegnetGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(segnet_tf.__version__, prog_name="segnet-tf")
+def cli() -> None:
+    """SegNet semantic segmentation: train, evaluate, predict and export.
+
+    \b
+    Example (a few minutes on a CPU, no data needed):
+      segnet-tf train --out runs/demo
+      segnet-tf evaluate --model runs/demo
+    """
+    _setup_logging()
+
+
+# --------------------------------------------------------------------------- train
+
+
+@cli.command("train")
+@click.option(
+    "--data", type=click.Path(), help="Dataset folder; default: built-in synthetic scenes."
+)
+@click.option(
+    "--model",
+    "model_name",
+    default="segnet-lite",
+    show_default=True,
+    help="Model preset (see `segnet-tf models`).",
+)
+@click.option(
+    "--input-size",
+    callback=parse_size,
+    metavar="HxW",
+    help="Training size HxW; default 96x128 (synthetic) or 360x480 (--data).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Global batch size, split across replicas.",
+)
+@click.option(
+    "--class-weights",
+    default="median",
+    show_default=True,
+    help="median | none | FILE (JSON list or one weight per line).",
+)
+@click.option(
+    "--encoder-weights",
+    default="none",
+    show_default=True,
+    help="imagenet | none | PATH to VGG16 weights (full-width segnet presets only).",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "mirrored", "multiworker", "none"]),
+    default="auto",
+    show_default=True,
+    help="tf.distribute strategy.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from last.keras (other options come from its config).",
+)
+@click.option("--out", required=True, type=click.Path(), help="Run directory.")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Peak learning rate (AdamW, warmup + cosine decay).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--width",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Width multiplier overriding the preset's (e.g. 0.5).",
+)
+def train_command(
+    data,
+    model_name,
+    input_size,
+    epochs,
+    batch_size,
+    class_weights,
+    encoder_weights,
+    strategy,
+    resume,
+    out,
+    lr,
+    seed,
+    width,
+) -> None:
+    """Train a model; the run directory gets config.json, best.keras, last.keras, history.csv
+    and tensorboard/.
+
+    \b
+    Examples:
+      segnet-tf train --out runs/demo                    # synthetic data, CPU-friendly
+      segnet-tf train --data ../shared/camvid --model segnet --input-size 360x480 \\
+          --epochs 100 --out runs/camvid
+      segnet-tf train --out runs/camvid --resume         # after a kill or Ctrl-C
+    """
+    config = TrainConfig(
+        out=out,
+        data=data,
+        model=model_name,
+        input_size=input_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        class_weights=class_weights,
+        encoder_weights=encoder_weights,
+        strategy=strategy,
+        resume=resume,
+        seed=seed,
+        lr=lr,
+        width=width,
+    )
+    if resume:
+        click.echo(f"resuming {out} with the options in its config.json")
+    try:
+        result = train(config)
+    except KeyboardInterrupt:
+        done = read_state(Path(out))["epoch"]
+        saved = f"{out}/last.keras holds epoch {done}" if done else "no epoch finished yet"
+        click.echo(
+            f"\ninterrupted: {saved}; continue with `segnet-tf train --out {out} --resume`",
+            err=True,
+        )
+        raise SystemExit(130) from None
+    best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f}"
+    click.echo(
+        f"run: {result.run_dir}  epochs: {result.epochs}  best val mIoU: {best} "
+        f"(epoch {result.best_epoch})  model: {result.best_path}"
+    )
+
+
+# --------------------------------------------------------------------------- evaluate / predict
+
+
+@cli.command("evaluate")
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(),
+    help="A .keras file or a run directory (uses its best.keras).",
+)
+@click.option(
+    "--data", type=click.Path(), help="Dataset folder; default: the data the run was trained on."
+)
+@click.option(
+    "--split", type=click.Choice(["val", "test", "train"]), default="val", show_default=True
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), help="Also write the scores to this file.")
+def evaluate_command(model_path, data, split, batch_size, json_path) -> None:
+    """Global accuracy, class accuracy, mIoU, per-class IoU and boundary F1 at the model's
+    input size.
+
+    \b
+    Example:
+      segnet-tf evaluate --model runs/camvid/best.keras --data ../shared/camvid --split val \\
+          --json runs/camvid/val.json
+    """
+    scores = evaluate(model_path, data, split=split, batch_size=batch_size)
+    click.echo(format_scores(scores))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(scores, indent=2))
+        click.echo(f"wrote {json_path}")
+
+
+def format_scores(scores: dict) -> str:
+    def pct(v):
+        return "  n/a" if v is None else f"{100 * v:5.1f}"
+
+    lines = [
+        f"{scores['num_images']} images ({scores['split']}), in %",
+        f"  global accuracy {pct(scores['global_accuracy'])}   "
+        f"class accuracy {pct(scores['class_accuracy'])}   "
+        f"mIoU {pct(scores['miou'])}   BF {pct(scores['bf_score'])}",
+        "  IoU per class:",
+    ]
+    lines += [f"    {name:<14} {pct(v)}" for name, v in scores["per_class_iou"].items()]
+    return "\n".join(lines)
+
+
+@cli.command("predict")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(),
+    help="A .keras file or run directory; default: models/segnet-lite-camvid/model.keras.",
+)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Output folder.")
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    help="Monte Carlo samples (bayesian-segnet; default 8 for it, else 1).",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Mask opacity in the overlays.",
+)
+def predict_command(model_path, inputs, out, samples, alpha) -> None:
+    """Write colour masks and overlays (and uncertainty maps for bayesian-segnet) for images or
+    folders of images.
+
+    \b
+    Example:
+      segnet-tf predict --model runs/camvid/best.keras frames/ street.png --out predictions/
+    """
+    results = predict_images(model_path, inputs, out, samples=samples, alpha=alpha)
+    extra = " and uncertainty maps" if any(r.uncertainty for r in results) else ""
+    click.echo(f"wrote masks and overlays{extra} of {len(results)} images to {out}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Dataset tools: class statistics, validation, packing to TFRecords.
+
+    \b
+    Example:
+      segnet-tf data check --data ../shared/camvid
+    """
+
+
+@data_group.command()
+@click.option("--data", "root", required=True, type=click.Path())
+@click.option("--split", default="train", show_default=True)
+@click.option("--json", "json_path", type=click.Path(), help="Also write the statistics here.")
+def stats(root, split, json_path) -> None:
+    """Per-class pixel shares and median-frequency class weights.
+
+    \b
+    Example:
+      segnet-tf data stats --data ../shared/camvid --split train
+    """
+    result = dataset_stats(open_dataset(root), split).to_dict()
+    click.echo(
+        f"{result['num_images']} images ({split}); void: "
+        f"{100 * result['void_pixels'] / max(result['total_pixels'], 1):.2f} % of pixels"
+    )
+    click.echo(f"  {'class':<14} {'share %':>8} {'weight':>8}")
+    for c in result["classes"]:
+        click.echo(f"  {c['name']:<14} {100 * c['share']:8.2f} {c['weight']:8.4f}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2))
+
+
+@data_group.command()
+@click.option("--data", "root", required=True, type=click.Path())
+def check(root) -> None:
+    """Decode every image and label and report every problem (sizes, unknown ids, bad files).
+
+    \b
+    Example:
+      segnet-tf data check --data ../shared/camvid
+    """
+    dataset = open_dataset(root)
+    count = validate(dataset)
+    splits = ", ".join(f"{name} {n}" for name, n in dataset.counts.items())
+    click.echo(f"{root}: {count} samples OK ({splits}; {dataset.config.num_classes} classes)")
+
+
+@data_group.command()
+@click.option("--data", "root", required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Output folder for the shards.")
+@click.option("--png", is_flag=True, help="Store images losslessly (default: JPEG quality 95).")
+def pack(root, out, png) -> None:
+    """Pack a dataset into TFRecord shards (faster input on remote or network disks).
+
+    \b
+    Example:
+      segnet-tf data pack --data ../shared/camvid --out data/camvid-packed
+    """
+    dataset = open_dataset(root)
+    pack_dataset(dataset, out, quality=None if png else 95)
+    click.echo(f"packed {sum(dataset.counts.values())} samples into {out}")
+
+
+# --------------------------------------------------------------------------- models
+
+
+@cli.command("models")
+def models_command() -> None:
+    """List the model presets with their parameter counts.
+
+    \b
+    Example:
+      segnet-tf models
+    """
+    for name, preset in PRESETS.items():
+        params = build_model(name, (None, None, 3)).count_params()
+        click.echo(f"{name:<16} {params / 1e6:6.2f} M  {preset.description}")
+
+
+# --------------------------------------------------------------------------- export
+# The exporter lives in its own top-level package; its errors get the same one-line treatment.
+
+from export.cli import export_command  # noqa: E402
+
+cli.add_command(export_command)
+
+
+def main() -> None:
+    cli(prog_name="segnet-tf")
+
+
+if __name__ == "__main__":
+    main()

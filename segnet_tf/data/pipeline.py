@@ -1,0 +1,226 @@
+"""tf.data input pipeline: decode once, cache, then augment (training) or resize (evaluation).
+
+Every sample kind (file pair, synthetic scene, packed record) loads itself through the OpenCV
+readers in :mod:`segnet_tf.data.io`, wrapped in ``tf.numpy_function`` and run in parallel; the
+decoded uint8 arrays are cached, so that cost is paid once. Augmentation follows common SegNet
+reimplementations (the paper itself trains on fixed 360x480 crops without augmentation): random
+scale, random crop, horizontal flip and photometric jitter. Labels are only ever resized with
+nearest neighbour, so they never contain ids that were not in the source.
+
+Padding: a crop larger than the scaled image is padded with black pixels labelled ``void_id``,
+which the loss and metrics ignore. When the config has no void id, nothing may be padded (it
+would invent a class), so the lower end of the scale range is raised to 1.0: the scaled image
+then always covers the crop.
+
+Randomness comes from stateless ops seeded per element by ``tf.data.Dataset.random(seed)``, so a
+fixed ``seed`` gives the same batches every run (and new ones each epoch).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from segnet_tf.data.config import DatasetConfig
+from segnet_tf.data.datasets import Dataset, Sample, SampleLike, open_dataset
+from segnet_tf.data.io import DatasetError, DatasetFileNotFoundError
+
+AUTOTUNE = tf.data.AUTOTUNE
+BRIGHTNESS = 0.125  # max delta, fraction of full scale
+CONTRAST = (0.75, 1.25)
+SATURATION = (0.75, 1.25)
+HUE = 0.04  # max delta, fraction of the hue circle
+
+
+def make_dataset(
+    source: Dataset | Sequence[SampleLike] | str | Path,
+    config: DatasetConfig | None = None,
+    *,
+    split: str | None = None,
+    input_size: tuple[int, int] | None,
+    batch_size: int,
+    training: bool,
+    augment: bool = True,
+    cache: bool = True,
+    seed: int | None = None,
+    shuffle_buffer: int = 512,
+    scale_range: tuple[float, float] = (0.75, 1.5),
+) -> tf.data.Dataset:
+    """Batches of ``(image float32 [B, H, W, 3] in 0..255, label int32 [B, H, W])``.
+
+    ``source`` is a list of samples (``dataset.split("train")``), or a :class:`Dataset` or dataset
+    folder together with ``split``; ``config`` defaults to the dataset's. ``input_size`` is
+    ``(H, W)``; evaluation may pass None to keep each image's own size (then batch images of one
+    size only). Training shuffles, augments (unless ``augment=False``: plain resize) and drops the
+    last incomplete batch; evaluation keeps order and every sample.
+    """
+    samples, config = _resolve(source, config, split)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if input_size is not None and (len(input_size) != 2 or min(input_size) < 1):
+        raise ValueError(f"input_size must be (height, width) > 0, got {input_size}")
+    if training and input_size is None:
+        raise ValueError("training needs an input_size (height, width) to crop batches to")
+    lo, hi = scale_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
+    _check_files(samples)
+
+    label_dtype = tf.uint8 if _max_label_id(config) <= 255 else tf.uint16
+    ds = _decoded(samples, config, label_dtype)
+    augmenting = training and augment
+    if input_size is not None and not augmenting:
+        ds = ds.map(lambda x, y: _resize(x, y, input_size), num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(shuffle_buffer, len(samples)), seed=seed, reshuffle_each_iteration=True)
+    if augmenting:
+        if config.void_id is None:
+            lo, hi = max(lo, 1.0), max(hi, 1.0)
+        pad_label = 0 if config.void_id is None else config.void_id  # unused when void is None
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda pair, s: augment_pair(*pair, s, input_size, (lo, hi), pad_label),
+            num_parallel_calls=AUTOTUNE,
+        )
+    ds = ds.batch(batch_size, drop_remainder=training and len(samples) >= batch_size)
+    ds = ds.map(
+        lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)), num_parallel_calls=AUTOTUNE
+    )
+    return ds.prefetch(AUTOTUNE)
+
+
+def unwrap_dataset_error(error: Exception) -> Exception:
+    """The :class:`DatasetError` a sample raised while the pipeline ran, else ``error`` itself.
+
+    Samples decode inside ``tf.numpy_function``, so a corrupt file reaches the caller as a TF
+    error carrying a Python traceback; training and evaluation re-raise this instead, which
+    names just the file and what is wrong with it.
+    """
+    found = re.search(r"(DatasetError|DatasetFileNotFoundError): ([^\n]+)", str(error))
+    if not isinstance(error, tf.errors.OpError) or found is None:
+        return error
+    kind = (
+        DatasetFileNotFoundError if found.group(1) == "DatasetFileNotFoundError" else DatasetError
+    )
+    return kind(found.group(2))
+
+
+def _resolve(source, config, split) -> tuple[Sequence[SampleLike], DatasetConfig]:
+    if isinstance(source, (str, Path)):
+        source = open_dataset(source, config)
+    if isinstance(source, Dataset):
+        if split is None:
+            raise ValueError(
+                f"make_dataset: pass split= (one of {', '.join(source.splits)}) with a dataset"
+            )
+        return source.split(split), config or source.config
+    if config is None:
+        raise ValueError("make_dataset: a list of samples needs the dataset config")
+    return source, config
+
+
+def _check_files(samples: Sequence[SampleLike]) -> None:
+    """Fail before building the graph on missing files (decode errors surface while iterating,
+    inside a TF error; run :func:`segnet_tf.data.datasets.validate` to get them up front)."""
+    if not samples:
+        raise DatasetError("make_dataset: no samples")
+    missing = [
+        str(p)
+        for s in samples
+        if isinstance(s, Sample)
+        for p in (s.image, s.label)
+        if not p.is_file()
+    ]
+    if missing:
+        raise DatasetFileNotFoundError(
+            f"{len(missing)} dataset file(s) not found: {', '.join(missing[:5])}"
+            + (" ..." if len(missing) > 5 else "")
+        )
+
+
+def _max_label_id(config: DatasetConfig) -> int:
+    return max(config.num_classes - 1, config.void_id or 0)
+
+
+def _decoded(samples: Sequence[SampleLike], config: DatasetConfig, label_dtype) -> tf.data.Dataset:
+    np_label_dtype = label_dtype.as_numpy_dtype
+
+    def load(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        image, label = samples[int(index)].load(config)
+        return image, label.astype(np_label_dtype)
+
+    def load_tf(index: tf.Tensor):
+        image, label = tf.numpy_function(load, [index], (tf.uint8, label_dtype), stateful=False)
+        image.set_shape([None, None, 3])
+        label.set_shape([None, None])
+        return image, label
+
+    return tf.data.Dataset.range(len(samples)).map(load_tf, num_parallel_calls=AUTOTUNE)
+
+
+def _resize(image: tf.Tensor, label: tf.Tensor, size: tuple[int, int]):
+    """Image bilinear, label nearest, both to ``size``; the image stays uint8 for caching."""
+    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+    image = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+    label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
+    return image, label
+
+
+def augment_pair(
+    image: tf.Tensor,
+    label: tf.Tensor,
+    seed: tf.Tensor,
+    size: tuple[int, int],
+    scale_range: tuple[float, float],
+    pad_label: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random scale, colour jitter, pad/crop to ``size`` and flip of one uint8 image and label.
+
+    The scale is relative to ``size`` (1.0 resizes the whole image to ``size``, as evaluation
+    does), so object sizes seen in training and evaluation match on average. ``seed`` is a
+    ``[2]`` int tensor; the result is a float32 image in 0..255 and a label of the input dtype.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 8)
+    h, w = size
+    scale = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
+    sh = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
+    sw = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
+    img = tf.image.resize(tf.cast(image, tf.float32), [sh, sw], method="bilinear")
+    img = _jitter_colours(img, seeds[6])  # before padding: contrast uses the image mean
+    lab = tf.image.resize(label[..., None], [sh, sw], method="nearest")
+
+    pad_h, pad_w = tf.maximum(h - sh, 0), tf.maximum(w - sw, 0)
+    top = tf.random.stateless_uniform([], seeds[1], 0, pad_h + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], seeds[2], 0, pad_w + 1, dtype=tf.int32)
+    paddings = [[top, pad_h - top], [left, pad_w - left], [0, 0]]
+    img = tf.pad(img, paddings, constant_values=0.0)
+    lab = tf.pad(lab, paddings, constant_values=tf.cast(pad_label, lab.dtype))
+
+    y = tf.random.stateless_uniform([], seeds[3], 0, sh + pad_h - h + 1, dtype=tf.int32)
+    x = tf.random.stateless_uniform([], seeds[4], 0, sw + pad_w - w + 1, dtype=tf.int32)
+    img, lab = img[y : y + h, x : x + w], lab[y : y + h, x : x + w, 0]
+    img.set_shape([h, w, 3])
+    lab.set_shape([h, w])
+
+    flip = tf.random.stateless_uniform([], seeds[5]) < 0.5
+    img = tf.cond(flip, lambda: img[:, ::-1], lambda: img)
+    lab = tf.cond(flip, lambda: lab[:, ::-1], lambda: lab)
+    return img, lab
+
+
+def _jitter_colours(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Brightness, contrast, saturation and hue jitter of a float 0..255 image, kept in 0..255."""
+    s = tf.random.experimental.stateless_split(seed, 4)
+    x = tf.clip_by_value(image / 255.0, 0.0, 1.0)
+    x = tf.image.stateless_random_brightness(x, BRIGHTNESS, s[0])
+    x = tf.image.stateless_random_contrast(x, *CONTRAST, s[1])
+    x = tf.clip_by_value(x, 0.0, 1.0)  # saturation and hue work in HSV and need 0..1
+    x = tf.image.stateless_random_saturation(x, *SATURATION, s[2])
+    x = tf.image.stateless_random_hue(x, HUE, s[3])
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0

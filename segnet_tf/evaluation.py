@@ -1,0 +1,168 @@
+"""Evaluation with the SegNet paper's metrics: G, C, mIoU and the boundary F1 score (BF).
+
+Images are evaluated at the model's input size: each image is resized (bilinear) to it and its
+label with nearest neighbour, exactly as during validation in training. Scores at the original
+resolution would also count the upsampling of the prediction, which is not the network's work and
+differs between deployments.
+
+Three layers, so that exported models reuse the same code: :func:`evaluate` (a Keras model or
+``.keras`` path) calls :func:`evaluate_predictor` (any callable from an image batch to class maps,
+e.g. a TFLite interpreter), which feeds :func:`evaluate_predictions` (label and predicted maps).
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from segnet_tf.data import Dataset, DatasetConfig, make_dataset, open_dataset
+from segnet_tf.metrics import (
+    boundary_f1,
+    class_accuracy,
+    confusion_matrix,
+    global_accuracy,
+    mean_iou,
+    per_class_iou,
+)
+from segnet_tf.models import load_model
+from segnet_tf.training import TrainConfig, open_training_data, read_run_config
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""Float32 RGB batch ``[N, H, W, 3]`` in 0..255 -> class ids ``[N, H, W]``."""
+
+
+def evaluate(
+    model_or_path: keras.Model | str | Path,
+    data: Dataset | str | Path | None = None,
+    split: str = "val",
+    input_size: tuple[int, int] | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """Scores of a model on ``split`` of ``data`` (see :func:`evaluate_predictions` for the keys).
+
+    ``data`` is a dataset folder or :class:`Dataset`; None takes the data the model's run was
+    trained on (from the run's ``config.json``, synthetic scenes included). ``input_size`` defaults
+    to the model's own.
+    """
+    model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
+    dataset = _dataset(data, model_or_path)
+    num_classes = model.output_shape[-1]
+    if num_classes != dataset.config.num_classes:
+        raise ValueError(
+            f"model {model.name!r} predicts {num_classes} classes but dataset "
+            f"{dataset.config.name!r} has {dataset.config.num_classes}"
+        )
+    size = model_input_size(model, input_size)
+    scores = evaluate_predictor(keras_predictor(model), dataset, split, size, batch_size)
+    return {**scores, "split": split, "input_size": None if size is None else list(size)}
+
+
+def evaluate_predictor(
+    predict: Predictor,
+    dataset: Dataset | str | Path,
+    split: str = "val",
+    input_size: tuple[int, int] | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """Scores of any predictor on ``split`` of a dataset (or dataset folder), images and labels
+    resized to ``input_size`` (None: native size, one image per batch)."""
+    if not isinstance(dataset, Dataset):
+        dataset = open_dataset(dataset)
+    if input_size is None:
+        batch_size = 1
+    ds = make_dataset(
+        dataset,
+        split=split,
+        input_size=input_size,
+        batch_size=batch_size,
+        training=False,
+        cache=False,
+    )
+
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for images, labels in ds:
+            preds = np.asarray(predict(images.numpy()))
+            if preds.shape != tuple(labels.shape):
+                raise ValueError(
+                    f"predictor returned class maps of shape {preds.shape} for labels of shape "
+                    f"{tuple(labels.shape)}"
+                )
+            yield from zip(labels.numpy(), preds, strict=True)
+
+    label_maps, pred_maps = itertools.tee(pairs())
+    return evaluate_predictions(
+        map(operator.itemgetter(0), label_maps),
+        map(operator.itemgetter(1), pred_maps),
+        dataset.config,
+    )
+
+
+def evaluate_predictions(
+    label_maps: Iterable[np.ndarray], pred_maps: Iterable[np.ndarray], config: DatasetConfig
+) -> dict:
+    """Paper metrics of paired ``[H, W]`` ground-truth and predicted class maps.
+
+    Returns fractions in 0..1: ``global_accuracy``, ``class_accuracy``, ``miou``, ``bf_score``,
+    ``per_class_iou`` (class name -> IoU, None for a class in neither map), plus ``num_images``
+    and the ``confusion_matrix`` (rows: ground truth). Void pixels count nowhere.
+    """
+    n = config.num_classes
+    cm = np.zeros((n, n), np.int64)
+    bf_scores = []
+    for label, pred in zip(label_maps, pred_maps, strict=True):
+        cm += confusion_matrix(label, pred, n, config.void_id)
+        bf_scores.append(boundary_f1(label, pred, n, config.void_id))
+    if not bf_scores:
+        raise ValueError("evaluate_predictions: no images to evaluate")
+    iou = per_class_iou(cm)
+    bf = np.asarray(bf_scores)
+    return {
+        "global_accuracy": global_accuracy(cm),
+        "class_accuracy": class_accuracy(cm),
+        "miou": mean_iou(cm),
+        "bf_score": float(np.mean(bf[np.isfinite(bf)])) if np.isfinite(bf).any() else None,
+        "per_class_iou": {
+            name: (float(v) if np.isfinite(v) else None)
+            for name, v in zip(config.class_names, iou, strict=True)
+        },
+        "num_images": len(bf_scores),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def keras_predictor(model: keras.Model) -> Predictor:
+    return lambda images: np.argmax(model.predict_on_batch(images), axis=-1)
+
+
+def model_input_size(
+    model: keras.Model, requested: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
+    """The (H, W) a model takes; a fixed-size model accepts no other ``requested`` size."""
+    fixed = tuple(model.input_shape[1:3])
+    if None in fixed:
+        return None if requested is None else tuple(requested)
+    if requested is not None and tuple(requested) != fixed:
+        raise ValueError(
+            f"input size {requested[0]}x{requested[1]}: model {model.name!r} takes only "
+            f"{fixed[0]}x{fixed[1]} images"
+        )
+    return fixed
+
+
+def _dataset(data: Dataset | str | Path | None, model_or_path) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    if data is not None:
+        return open_dataset(data)
+    info = None if isinstance(model_or_path, keras.Model) else read_run_config(model_or_path)
+    if info is None:
+        raise ValueError(
+            "no --data given and the model is not in a run directory with config.json; "
+            "pass --data DIR"
+        )
+    return open_training_data(TrainConfig.from_dict(info["train"]))

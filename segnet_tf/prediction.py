@@ -1,0 +1,240 @@
+"""Prediction on image files: colour masks, overlays and, for Bayesian SegNet, uncertainty maps.
+
+Images are resized to the model's input size and the class probabilities resized back (bilinear)
+before the argmax, so masks have the input's resolution with smooth rather than blocky edges.
+
+Bayesian SegNet (Kendall et al., BMVC 2017) samples the network with dropout on and averages the
+softmax outputs. The uncertainty written here is the predictive entropy of that mean, divided by
+``log(num_classes)`` so that 0 is certain and 1 is uniform over classes: one number per pixel that
+covers both disagreement between samples and flat individual predictions (the paper's figures show
+the per-class variance, which is high in the same places but has no fixed scale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from segnet_tf.data import CAMVID, DatasetConfig, colorize, load_image
+from segnet_tf.data.datasets import IMAGE_SUFFIXES
+from segnet_tf.layers import MonteCarloDropout
+from segnet_tf.models import load_model
+from segnet_tf.training import read_run_config
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MonteCarloResult",
+    "Prediction",
+    "colorize",
+    "monte_carlo_predict",
+    "overlay",
+    "predict_images",
+    "resolve_model",
+    "segment",
+]
+
+DEFAULT_MODEL = (
+    Path(__file__).resolve().parents[1] / "models" / "segnet-lite-camvid" / "model.keras"
+)
+DEFAULT_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class MonteCarloResult:
+    probs: np.ndarray  # [N, H, W, C] mean softmax
+    class_map: np.ndarray  # [N, H, W] argmax of probs
+    uncertainty: np.ndarray  # [N, H, W] normalised predictive entropy, 0..1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image: Path
+    mask: Path
+    overlay: Path
+    uncertainty: Path | None
+
+
+def overlay(image: np.ndarray, colour_mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a colour mask over a uint8 RGB image: ``(1 - alpha) * image + alpha * mask``."""
+    if image.shape != colour_mask.shape:
+        raise ValueError(f"image {image.shape} and colour mask {colour_mask.shape} differ in shape")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in 0..1, got {alpha}")
+    blend = (1.0 - alpha) * image.astype(np.float32) + alpha * colour_mask.astype(np.float32)
+    return np.clip(np.round(blend), 0, 255).astype(np.uint8)
+
+
+def monte_carlo_dropout_layers(model: keras.Model) -> list[MonteCarloDropout]:
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, MonteCarloDropout):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += monte_carlo_dropout_layers(layer)
+    return found
+
+
+def monte_carlo_predict(
+    model: keras.Model, images: np.ndarray, samples: int = DEFAULT_SAMPLES
+) -> MonteCarloResult:
+    """Mean softmax of ``samples`` passes with dropout on and batch norm in inference mode.
+
+    Sampling is switched on through every :class:`MonteCarloDropout` layer's flag (calling the
+    model with ``training=True`` would also put batch norm in training mode) and always switched
+    off again. The model is called eagerly, because the flag is read when a graph is traced.
+    """
+    layers = monte_carlo_dropout_layers(model)
+    if not layers:
+        raise ValueError(
+            f"model {model.name!r} has no Monte Carlo dropout; sampling needs a "
+            "'bayesian-segnet' model (or use samples=1)"
+        )
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    images = tf.convert_to_tensor(images, tf.float32)
+    for layer in layers:
+        layer.sampling = True
+    try:
+        probs = (
+            sum(
+                tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+                for _ in range(samples)
+            )
+            / samples
+        )
+    finally:
+        for layer in layers:
+            layer.sampling = False
+    probs = probs.numpy()
+    return MonteCarloResult(probs, probs.argmax(-1), normalised_entropy(probs))
+
+
+def normalised_entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy of the last axis divided by its maximum, ``log(C)``: 0..1."""
+    p = np.clip(probs, 1e-12, 1.0)
+    return np.clip(-(p * np.log(p)).sum(-1) / np.log(probs.shape[-1]), 0.0, 1.0)
+
+
+def predict_images(
+    model: keras.Model | str | Path | None,
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    config: DatasetConfig | None = None,
+    samples: int | None = None,
+    alpha: float = 0.5,
+) -> list[Prediction]:
+    """Write ``<stem>_mask.png`` and ``<stem>_overlay.png`` for every image in ``paths`` (files or
+    folders), plus ``<stem>_uncertainty.png`` when sampling (``samples`` > 1; the default for a
+    Bayesian model is 8). Outputs have each input's size.
+
+    ``model`` None loads :data:`DEFAULT_MODEL`; ``config`` (the class colours) defaults to the
+    model's run config, else CamVid's.
+    """
+    model_path = None if isinstance(model, keras.Model) else model
+    model = resolve_model(model)
+    config = config or model_dataset_config(model, model_path)
+    bayesian = bool(monte_carlo_dropout_layers(model))
+    samples = (DEFAULT_SAMPLES if bayesian else 1) if samples is None else samples
+    if samples > 1 and not bayesian:
+        raise ValueError(
+            f"--samples {samples}: model {model.name!r} has no Monte Carlo dropout; "
+            "use a 'bayesian-segnet' model or --samples 1"
+        )
+    files = list(image_files(paths))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in files:
+        image = load_image(path)
+        probs, uncertainty = segment(model, image, samples)
+        colours = colorize(probs.argmax(-1), config)
+        stem = out / path.stem
+        mask_path, overlay_path = Path(f"{stem}_mask.png"), Path(f"{stem}_overlay.png")
+        _write_png(mask_path, cv2.cvtColor(colours, cv2.COLOR_RGB2BGR))
+        _write_png(overlay_path, cv2.cvtColor(overlay(image, colours, alpha), cv2.COLOR_RGB2BGR))
+        uncertainty_path = None
+        if uncertainty is not None:
+            uncertainty_path = Path(f"{stem}_uncertainty.png")
+            heat = np.round(uncertainty * 255).astype(np.uint8)
+            _write_png(uncertainty_path, cv2.applyColorMap(heat, cv2.COLORMAP_INFERNO))
+        results.append(Prediction(path, mask_path, overlay_path, uncertainty_path))
+    return results
+
+
+def segment(
+    model: keras.Model, image: np.ndarray, samples: int = 1
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities ``[H, W, C]`` of a uint8 RGB image at its own size, and with
+    ``samples`` > 1 the Monte Carlo uncertainty ``[H, W]`` (else None)."""
+    h, w = image.shape[:2]
+    size = tuple(model.input_shape[1:3])
+    if None not in size:
+        image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+    batch = image[None].astype(np.float32)
+    if samples > 1:
+        result = monte_carlo_predict(model, batch, samples)
+        probs = result.probs[0]
+        uncertainty = cv2.resize(result.uncertainty[0], (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        probs = tf.nn.softmax(tf.cast(model.predict_on_batch(batch), tf.float32))[0]
+        uncertainty = None
+    return tf.image.resize(probs, (h, w), method="bilinear").numpy(), uncertainty
+
+
+def resolve_model(model: keras.Model | str | Path | None) -> keras.Model:
+    """A loaded model; None means :data:`DEFAULT_MODEL`, with a hint on how to make one."""
+    if isinstance(model, keras.Model):
+        return model
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise FileNotFoundError(
+                f"no --model given and the default model {DEFAULT_MODEL} does not exist; train one "
+                "with `segnet-tf train --data <camvid dir> --out runs/camvid` and pass "
+                "--model runs/camvid/best.keras (or export one to that path)"
+            )
+        model = DEFAULT_MODEL
+    return load_model(model)
+
+
+def model_dataset_config(model: keras.Model, model_path: str | Path | None) -> DatasetConfig:
+    """The classes a model was trained on: its run's ``config.json``, else CamVid's if they fit."""
+    info = None if model_path is None else read_run_config(model_path)
+    config = CAMVID if info is None else DatasetConfig.from_dict(info["dataset"])
+    if config.num_classes != model.output_shape[-1]:
+        raise ValueError(
+            f"model {model.name!r} predicts {model.output_shape[-1]} classes but the dataset "
+            f"config {config.name!r} has {config.num_classes}; pass the dataset's config"
+        )
+    return config
+
+
+def image_files(paths: Sequence[str | Path]) -> Iterator[Path]:
+    """The image files among ``paths``, folders expanded (sorted); missing paths are an error."""
+    seen: dict[str, Path] = {}
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(
+                    f"{p}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
+        elif p.is_file():
+            found = [p]
+        else:
+            raise FileNotFoundError(f"{p}: no such image file or folder")
+        for f in found:
+            if f.stem in seen and seen[f.stem] != f:
+                raise ValueError(f"{f} and {seen[f.stem]} would write the same output names")
+            seen[f.stem] = f
+            yield f
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), array):
+        raise OSError(f"{path}: could not write PNG")

@@ -1,0 +1,553 @@
+"""Training: ``train(TrainConfig) -> TrainResult`` over ``model.fit``, with runs that survive kills.
+
+A run directory holds everything needed to evaluate, export or continue a run:
+
+- ``config.json``: every option, the dataset's classes, the model preset and input size;
+- ``last.keras``: the compiled model after the latest epoch, optimizer state included (resume);
+- ``best.keras``: the float32 inference model (no optimizer) of the best validation mIoU epoch,
+  the one to evaluate and export;
+- ``state.json``: completed epochs and best score; ``history.csv``; ``tensorboard/``.
+
+Every file is written to a temporary name in the run directory and renamed over the old one
+(``os.replace`` is atomic), so a kill at any moment leaves the previous complete version. The
+state is written after the checkpoint, so at worst a resumed run repeats one epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+import segnet_tf
+from segnet_tf.data import Dataset, dataset_stats, make_dataset, open_dataset, synthetic_dataset
+from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
+from segnet_tf.metrics import miou_metric
+from segnet_tf.models import build_model
+
+LOGGER = logging.getLogger(__name__)
+
+SYNTHETIC_INPUT_SIZE = (96, 128)
+DATASET_INPUT_SIZE = (360, 480)  # the paper's CamVid resolution
+STRATEGIES = ("auto", "mirrored", "multiworker", "none")
+MONITOR = "val_miou"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of a training run (the ``segnet-tf train`` options).
+
+    ``data`` None trains on the built-in synthetic road scenes (``synthetic_train`` /
+    ``synthetic_val`` of them). ``input_size`` None means 96x128 for synthetic data and the paper's
+    360x480 otherwise. ``batch_size`` is global (split across replicas). ``class_weights`` is
+    ``median``, ``none`` or a file of weights. ``mixed_precision`` None turns it on when a GPU is
+    present. With ``resume`` every option comes from the run's own ``config.json``.
+    """
+
+    out: str
+    data: str | None = None
+    model: str = "segnet-lite"
+    input_size: tuple[int, int] | None = None
+    epochs: int = 5
+    batch_size: int = 8
+    class_weights: str = "median"
+    encoder_weights: str = "none"
+    strategy: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    width: float | None = None
+    augment: bool = True
+    mixed_precision: bool | None = None
+    synthetic_train: int = 320
+    synthetic_val: int = 64
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = None if self.input_size is None else list(self.input_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if d.get("input_size") is not None:
+            d["input_size"] = tuple(d["input_size"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    epochs: int  # completed epochs
+    best_miou: float | None
+    best_epoch: int | None  # 1-based
+    history: dict[str, list[float]]
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.keras"
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.keras"
+
+
+def train(
+    config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int | str = 1
+) -> TrainResult:
+    """Train (or resume) the run in ``config.out``; returns where it went and its best val mIoU.
+
+    ``callbacks`` run after the run's own checkpointing ones. A KeyboardInterrupt propagates; the
+    run directory then holds the last completed epoch, ready for ``resume``.
+    """
+    config, state = prepare_run_dir(config)
+    run_dir = Path(config.out)
+    if state["epoch"] >= config.epochs:
+        LOGGER.info("%s: all %d epochs already done", run_dir, config.epochs)
+        return _result(run_dir, state)
+    strategy = make_strategy(config.strategy)  # multi-worker wants it before other TF work
+    keras.utils.set_random_seed(config.seed)
+
+    dataset = open_training_data(config)
+    config = replace(config, input_size=resolve_input_size(config))
+    train_samples, val_samples = train_val_samples(dataset, config.seed)
+    weights = resolve_class_weights(config.class_weights, dataset)
+    # Stored resolved: a resumed run must load its model under the policy it was saved with.
+    config = replace(config, mixed_precision=_use_mixed_precision(config))
+    chief = _is_chief(strategy)
+    if chief and not config.resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_config(run_dir, config, dataset, weights, strategy)
+
+    ds_kw = {"input_size": config.input_size, "batch_size": config.batch_size, "seed": config.seed}
+    train_ds = _distributable(
+        make_dataset(train_samples, dataset.config, training=True, augment=config.augment, **ds_kw)
+    )
+    val_ds = _distributable(make_dataset(val_samples, dataset.config, training=False, **ds_kw))
+    steps = max(1, len(train_samples) // config.batch_size)
+
+    with strategy.scope():
+        model = _compiled_model(config, run_dir, state, dataset, weights, steps)
+    inference_model = _float32_twin(config, dataset.config.num_classes)
+
+    write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="segnet-worker-"))
+    own: list[keras.callbacks.Callback] = [RunCheckpoint(write_dir, inference_model, state)]
+    if chief:
+        _truncate_history(run_dir / "history.csv", state["epoch"])
+        own += [
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+            EpochScalars(run_dir / "tensorboard"),
+        ]
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        initial_epoch=state["epoch"],
+        callbacks=[*own, *callbacks],
+        verbose=verbose,
+        shuffle=False,  # make_dataset shuffles
+    )
+    return _result(run_dir, read_state(run_dir))
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
+    """Check ``config.out`` and return the config to run and the state to start from.
+
+    A new run refuses a directory that already holds one; ``resume`` takes the stored options and
+    starts after the last completed epoch (from scratch if none completed).
+    """
+    run_dir = Path(config.out)
+    fresh = {"epoch": 0, "best_miou": None, "best_epoch": None}
+    if config.resume:
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"--resume: {run_dir} has no config.json, nothing to resume")
+        stored = json.loads((run_dir / "config.json").read_text())["train"]
+        config = replace(TrainConfig.from_dict(stored), out=str(run_dir), resume=True)
+        _remove_stale_temp_files(run_dir)
+        if not (run_dir / "last.keras").is_file():
+            return replace(config, resume=False), fresh
+        return config, read_state(run_dir)
+    if (run_dir / "last.keras").exists() or (run_dir / "state.json").exists():
+        raise ValueError(
+            f"--out {run_dir} already holds a run (last.keras); pass --resume to continue it "
+            "or choose a new --out"
+        )
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy {config.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError(
+            f"--epochs and --batch-size must be >= 1, got {config.epochs}, {config.batch_size}"
+        )
+    data = None if config.data is None else str(Path(config.data).resolve())
+    return replace(config, out=str(run_dir.resolve()), data=data), fresh
+
+
+def read_state(run_dir: Path) -> dict:
+    path = Path(run_dir) / "state.json"
+    if not path.is_file():
+        return {"epoch": 0, "best_miou": None, "best_epoch": None}
+    return json.loads(path.read_text())
+
+
+def write_run_config(
+    run_dir: Path,
+    config: TrainConfig,
+    dataset: Dataset,
+    class_weights: Sequence[float],
+    strategy: tf.distribute.Strategy,
+) -> None:
+    info = {
+        "train": config.to_dict(),
+        "dataset": dataset.config.to_dict(),
+        "model": {
+            "name": config.model,
+            "input_size": list(config.input_size),
+            "num_classes": dataset.config.num_classes,
+            "width": config.width,
+        },
+        "class_weights": [float(w) for w in class_weights],
+        "strategy": {"name": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync},
+        "versions": {
+            "segnet_tf": segnet_tf.__version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+    }
+    atomic_write_text(run_dir / "config.json", json.dumps(info, indent=2))
+
+
+def read_run_config(path: str | Path) -> dict | None:
+    """The ``config.json`` of the run that a model file or run directory belongs to, if any."""
+    path = Path(path)
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        info = json.loads(config.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config}: not valid JSON: {e}") from e
+    return info if isinstance(info, dict) and {"train", "dataset"} <= info.keys() else None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_save_model(model: keras.Model, path: Path) -> None:
+    """``model.save(path)`` that never leaves a partial file at ``path`` (Keras wants .keras)."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    for tmp in run_dir.glob(".*.tmp*"):
+        tmp.unlink()
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Keep the rows of completed epochs only (a kill may land between CSV row and checkpoint)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
+    if len(kept) != len(rows):
+        buf = "".join(",".join(r) + "\n" for r in kept)
+        atomic_write_text(path, buf)
+
+
+def _result(run_dir: Path, state: dict) -> TrainResult:
+    return TrainResult(
+        run_dir=run_dir,
+        epochs=state["epoch"],
+        best_miou=state["best_miou"],
+        best_epoch=state["best_epoch"],
+        history=read_history(run_dir / "history.csv"),
+    )
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Per epoch: ``best.keras`` if val mIoU rose, then ``last.keras``, then ``state.json``."""
+
+    def __init__(self, run_dir: Path, inference_model: keras.Model, state: dict):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.inference_model = inference_model
+        self.state = dict(state)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        score = (logs or {}).get(MONITOR)
+        best = self.state["best_miou"]
+        if score is not None and np.isfinite(score) and (best is None or score > best):
+            self.inference_model.set_weights(self.model.get_weights())
+            atomic_save_model(self.inference_model, self.run_dir / "best.keras")
+            self._write_state(best_miou=float(score), best_epoch=epoch + 1)
+        atomic_save_model(self.model, self.run_dir / "last.keras")
+        self._write_state(epoch=epoch + 1)
+
+    def _write_state(self, **changes) -> None:
+        self.state.update(changes)
+        atomic_write_text(self.run_dir / "state.json", json.dumps(self.state, indent=2))
+
+
+class EpochScalars(keras.callbacks.Callback):
+    """Per-epoch losses, metrics and learning rate as TensorBoard scalars (``train/`` and
+    ``validation/`` like Keras' callback). Written with TF's core summary op: TF 2.21 no longer
+    installs the ``tensorboard`` package that ``keras.callbacks.TensorBoard`` needs to log."""
+
+    _METADATA = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self._writers: dict[str, tf.summary.SummaryWriter] = {}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = float(optimizer.learning_rate)
+        for key, value in logs.items():
+            run, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            writer = self._writers.get(run)
+            if writer is None:
+                writer = self._writers[run] = tf.summary.create_file_writer(str(self.log_dir / run))
+            with writer.as_default():
+                tf.summary.write(f"epoch_{tag}", float(value), step=epoch, metadata=self._METADATA)
+            writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+
+# --------------------------------------------------------------------------- data and weights
+
+
+def open_training_data(config: TrainConfig) -> Dataset:
+    """The run's dataset: the folder ``config.data`` or the synthetic scenes it was trained on."""
+    if config.data is None:
+        return synthetic_dataset(
+            train=config.synthetic_train,
+            val=config.synthetic_val,
+            size=resolve_input_size(config),
+            seed=config.seed,
+        )
+    return open_dataset(config.data)
+
+
+def resolve_input_size(config: TrainConfig) -> tuple[int, int]:
+    if config.input_size is not None:
+        return tuple(config.input_size)
+    return SYNTHETIC_INPUT_SIZE if config.data is None else DATASET_INPUT_SIZE
+
+
+def train_val_samples(dataset: Dataset, seed: int) -> tuple[list, list]:
+    """The train and val splits; without a val split, a seeded 10 % of train is held out."""
+    train = list(dataset.split("train"))
+    if "val" in dataset.splits:
+        return train, list(dataset.split("val"))
+    if len(train) < 2:
+        raise ValueError(f"{dataset.root}: need a val split or at least 2 training samples")
+    order = np.random.default_rng(seed).permutation(len(train))
+    n_val = max(1, len(train) // 10)
+    LOGGER.info(
+        "%s has no val split: holding out %d of %d train samples for validation",
+        dataset.root,
+        n_val,
+        len(train),
+    )
+    return [train[i] for i in order[n_val:]], [train[i] for i in order[:n_val]]
+
+
+def resolve_class_weights(spec: str, dataset: Dataset) -> tuple[float, ...]:
+    """``median`` (the config's weights, else median frequency from the train labels), ``none``
+    (all ones) or a file holding a JSON list or one weight per line."""
+    n = dataset.config.num_classes
+    if spec == "none":
+        return (1.0,) * n
+    if spec == "median":
+        if dataset.config.class_weights is not None:
+            return tuple(dataset.config.class_weights)
+        LOGGER.info("computing median frequency class weights from the train labels")
+        return tuple(float(w) for w in dataset_stats(dataset, "train").weights)
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--class-weights {spec!r}: neither 'median', 'none' nor an existing file"
+        )
+    text = path.read_text()
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError:
+        values = [line for line in text.split() if line]
+    try:
+        weights = tuple(float(v) for v in values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"--class-weights {path}: expected a JSON list or one number per line: {e}"
+        ) from e
+    if len(weights) != n or not all(np.isfinite(w) and w >= 0 for w in weights):
+        raise ValueError(
+            f"--class-weights {path}: expected {n} finite weights >= 0 (one per class of "
+            f"{dataset.config.name!r}), got {len(weights)}"
+        )
+    return weights
+
+
+def _distributable(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard by element: our datasets are built from a range, not files (multi-worker)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+# --------------------------------------------------------------------------- model and devices
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``auto``: mirrored over all GPUs when there are several, else the default (one device).
+    ``mirrored`` on a machine without GPUs mirrors over the logical CPU devices."""
+    if name == "auto":
+        several = len(tf.config.list_logical_devices("GPU")) > 1
+        return tf.distribute.MirroredStrategy() if several else tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "none":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"--strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Only the chief writes the run; other multi-worker replicas save into a scratch dir."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def _use_mixed_precision(config: TrainConfig) -> bool:
+    if config.mixed_precision is not None:
+        return config.mixed_precision
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _model_overrides(config: TrainConfig) -> dict:
+    return {} if config.width is None else {"width": config.width}
+
+
+def _compiled_model(
+    config: TrainConfig,
+    run_dir: Path,
+    state: dict,
+    dataset: Dataset,
+    class_weights: Sequence[float],
+    steps_per_epoch: int,
+) -> keras.Model:
+    """A new compiled model, or the resumed ``last.keras`` with its optimizer state.
+
+    Both happen under the run's dtype policy: compile wraps the optimizer for loss scaling only
+    when the model is mixed precision, and a reloaded model takes the global policy, so loading
+    under another one would drop the saved optimizer state (its variables no longer match).
+    """
+    with global_dtype_policy("mixed_float16" if config.mixed_precision else "float32"):
+        if state["epoch"] > 0:
+            LOGGER.info("resuming %s after epoch %d", run_dir, state["epoch"])
+            return keras.models.load_model(run_dir / "last.keras", safe_mode=False)
+        model = build_model(
+            config.model,
+            (*config.input_size, 3),
+            dataset.config.num_classes,
+            encoder_weights=config.encoder_weights,
+            **_model_overrides(config),
+        )
+        model.compile(
+            optimizer=make_optimizer(config, steps_per_epoch),
+            loss=WeightedSparseCategoricalCrossentropy(class_weights),
+            metrics=[miou_metric(dataset.config.num_classes)],
+            jit_compile=False,  # MaxPoolWithArgmax has no XLA kernel
+        )
+    # Slots created inside the first traced step make tf.function trace it twice: build them now
+    # (halves the start-up time of fit).
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """AdamW with linear warmup and cosine decay to zero over the whole run.
+
+    The paper's SGD (lr 0.1, momentum 0.9, fixed) was tuned for VGG16 at batch 12; AdamW trains
+    every preset (from scratch, width-scaled, small batches) without per-preset tuning. Warmup
+    keeps the first large steps from wrecking fresh batch-norm statistics, and cosine decay ends
+    the run at a low rate, so the last epoch is also a good one.
+    """
+    total = config.epochs * steps_per_epoch
+    warmup = min(steps_per_epoch, total // 5)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.lr,
+        decay_steps=max(1, total - warmup),
+        warmup_target=config.lr if warmup else None,
+        warmup_steps=warmup,
+    )
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+
+
+def _float32_twin(config: TrainConfig, num_classes: int) -> keras.Model:
+    """The same network in float32 and uncompiled, for ``best.keras``: what evaluation and export
+    load, on any device, without the optimizer state or our loss class."""
+    with global_dtype_policy("float32"):
+        return build_model(
+            config.model, (*config.input_size, 3), num_classes, **_model_overrides(config)
+        )
+
+
+@contextmanager
+def global_dtype_policy(name: str) -> Iterator[None]:
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
