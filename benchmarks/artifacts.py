@@ -17,16 +17,18 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.floor import floor_model
-from benchmarks.variants import VARIANTS as FORMULATIONS
-from benchmarks.variants import variant_model
 from export.calibration import representative_dataset
-from export.lowering import edgetpu_gains, lower_model
+from export.lowering import FLOAT_STEP_GAIN, activation_peaks, equalize_activations, lower_model
 from export.savedmodel import save_serving_model
 from export.tflite import convert
 from segnet_tf.data import render_scene
 from segnet_tf.models import build_model
 
-VARIANTS = ("reference", "lowered", "floor", "floor+d2s", "edgetpu", *FORMULATIONS)
+# lowered: export.lowering's ``exact`` (float exports); step / edgetpu: its int8 lowerings, with
+# equalized activations as ``segnet-tf export`` builds them; step-2^126: ``step`` with a gain that
+# saturates on any normal float difference (a float32 candidate); floor-resize: the floor with
+# RESIZE_NEAREST_NEIGHBOR upsampling.
+VARIANTS = ("reference", "lowered", "step", "edgetpu", "step-2^126", "floor", "floor-resize")
 ONNX_OPSET = 17
 
 
@@ -76,19 +78,20 @@ class Artifacts:
         return path
 
     def network(self, variant: str) -> keras.Model:
-        """The reference (argmax + scatter_nd), lowered (``exact`` mask), floor, ``edgetpu``
-        (calibrated gains) or a :mod:`benchmarks.variants` network; all but the reference have
-        batch 1."""
+        """One of :data:`VARIANTS`; all but the reference have batch 1."""
         if variant == "reference":
             return self.model
         if variant == "lowered":
             return lower_model(self.model, "exact", batch_size=1)
-        if variant in ("floor", "floor+d2s"):
-            return floor_model(self.model, batch_size=1, d2s=variant == "floor+d2s")
-        if variant == "edgetpu":
-            return lower_model(self.model, "edgetpu", edgetpu_gains(self.model, self.calibration))
-        if variant in FORMULATIONS:
-            return variant_model(self.model, variant, batch_size=1)
+        if variant in ("step", "edgetpu"):
+            lowered = lower_model(self.model, variant, batch_size=1)
+            equalize_activations(lowered, activation_peaks(self.model, self.calibration))
+            return lowered
+        if variant == "step-2^126":
+            return lower_model(self.model, "step", batch_size=1, gain=FLOAT_STEP_GAIN)
+        if variant in ("floor", "floor-resize"):
+            lowering = "edgetpu" if variant == "floor-resize" else "exact"
+            return floor_model(self.model, batch_size=1, lowering=lowering)
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
     @functools.cache  # noqa: B019  (one Artifacts per model and size, alive for the whole run)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from benchmarks.variants import upsample_d2s
 from export.lowering import upsample_to
 from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D, MonteCarloDropout
 
@@ -30,30 +29,32 @@ class PlainMaxPool2D(keras.layers.Layer):
 
 class NearestUnpool2D(keras.layers.Layer):
     """Stands in for index unpooling: nearest-neighbour 2x upsampling to the reference's size,
-    as RESIZE_NEAREST_NEIGHBOR (``export.lowering``'s op) or, with ``d2s``, DEPTH_TO_SPACE."""
+    written as ``export.lowering``'s ``lowering`` writes it (DEPTH_TO_SPACE, or for ``edgetpu``
+    RESIZE_NEAREST_NEIGHBOR)."""
 
-    def __init__(self, d2s: bool = False, **kwargs):
+    def __init__(self, lowering: str = "exact", **kwargs):
         super().__init__(**kwargs)
-        self.d2s = d2s
+        self.lowering = lowering
 
     def call(self, inputs):
         updates, _, reference = inputs
-        upsample = upsample_d2s if self.d2s else upsample_to
-        return upsample(updates, reference.shape[1], reference.shape[2])
+        return upsample_to(updates, reference.shape[1], reference.shape[2], self.lowering)
 
     def compute_output_spec(self, inputs):
         updates, _, reference = inputs
         return keras.KerasTensor((*reference.shape[:3], updates.shape[3]), dtype=updates.dtype)
 
 
-def floor_model(model: keras.Model, batch_size: int | None = 1, d2s: bool = False) -> keras.Model:
+def floor_model(
+    model: keras.Model, batch_size: int | None = 1, lowering: str = "exact"
+) -> keras.Model:
     """``model`` with plain max pooling and nearest upsampling, sharing its weights."""
 
     def replace(layer):
         if isinstance(layer, MaxPoolingWithArgmax2D):
             return PlainMaxPool2D(name=layer.name)
         if isinstance(layer, MaxUnpooling2D):
-            return NearestUnpool2D(d2s, name=layer.name)
+            return NearestUnpool2D(lowering, name=layer.name)
         if isinstance(layer, MonteCarloDropout):
             return keras.layers.Identity(name=layer.name)
         return layer.__class__.from_config(layer.get_config())

@@ -77,8 +77,11 @@ def rows(precisions: tuple[str, ...] = PRECISIONS, torch: bool = True) -> list[R
         out.append(
             Row("PyTorch eager (MaxUnpool2d)", "torch", "peer", lambda a: a.torch_file, ("torch",))
         )
-    for p in precisions:
-        out.append(Row(f"TFLite {p}", "tflite", "lowered", lambda a, p=p: a.tflite("lowered", p)))
+    for p in precisions:  # the lowerings `segnet-tf export` ships: exact in float, step in int8
+        variant = "step" if p == "int8" else "lowered"
+        out.append(
+            Row(f"TFLite {p}", "tflite", "lowered", lambda a, p=p, v=variant: a.tflite(v, p))
+        )
     for p in precisions:
         if p in FLOOR_PRECISIONS:
             out.append(

@@ -6,9 +6,12 @@ The TFLite Python interpreter has no per-op profiler, so this bisects by buildin
   one DELEGATE node per partition XNNPACK took; walking back from each partition's outputs to its
   inputs gives the nodes inside it, and every other node runs on TFLite's reference kernels
   (mostly single-threaded), between partitions.
-* **Timing** of the floor, our lowering and the candidate formulations of
-  :mod:`benchmarks.variants`, interleaved, each with its overhead over the floor and its largest
-  output difference from our float32 export (0 = the same network, bit for bit).
+* **Timing** of the floor (with either upsampling) and of every ``export.lowering`` flavour, plus
+  ``step`` with a gain of 2^126 in float32 (1 exactly where ``window_max - x`` is 0, for any
+  difference of at least the smallest normal float: EQUAL without EQUAL), interleaved, each with
+  its overhead over the floor and its largest output difference from ``exact`` at the same
+  precision (0 = the same network, bit for bit; int8 in codes, and equalized models have other
+  output scales, so there it only says "not identical").
 """
 
 from __future__ import annotations
@@ -28,15 +31,14 @@ from benchmarks.timing import interleaved
 # (row name, Artifacts variant, precision)
 CANDIDATES = (
     ("floor", "floor", "float32"),
-    ("floor, d2s upsampling", "floor+d2s", "float32"),
-    ("export.lowering exact", "lowered", "float32"),
-    ("exact + d2s upsampling", "exact+d2s", "float32"),
-    ("step + d2s upsampling", "step+d2s", "float32"),
+    ("floor, RESIZE_NEAREST_NEIGHBOR", "floor-resize", "float32"),
+    ("exact", "lowered", "float32"),
+    ("step, gain 2^126", "step-2^126", "float32"),
     ("floor", "floor", "int8"),
-    ("floor, d2s upsampling", "floor+d2s", "int8"),
-    ("export.lowering exact", "lowered", "int8"),
-    ("exact + d2s upsampling", "exact+d2s", "int8"),
-    ("export.lowering edgetpu (calibrated)", "edgetpu", "int8"),
+    ("floor, RESIZE_NEAREST_NEIGHBOR", "floor-resize", "int8"),
+    ("exact", "lowered", "int8"),
+    ("step, equalized (int8 export)", "step", "int8"),
+    ("edgetpu, equalized", "edgetpu", "int8"),
 )
 
 
@@ -99,7 +101,7 @@ def profile_table(
         row.update(stats[key].to_dict())
         floor = stats.get(f"floor, {row['precision']}")
         row["overhead_vs_floor"] = stats[key].median_ms / floor.median_ms - 1 if floor else None
-        ours = outputs.get(f"export.lowering exact, {row['precision']}")
+        ours = outputs.get(f"exact, {row['precision']}")
         if ours is not None and not row["variant"].startswith("floor"):
             row["max_abs_diff_vs_export"] = float(np.max(np.abs(outputs[key] - ours)))
     return {"model": art.name, "size": list(art.size), "threads": threads, "rows": rows}

@@ -26,6 +26,17 @@ def mb(value) -> str:
     return fmt(None if value is None else value / 1e6, ".1f")
 
 
+def overhead_on_min(t: dict) -> dict[str, float]:
+    """Lowered over floor on the fastest call of each: the cost with the least interference from
+    other work on a shared machine (the medians carry it)."""
+    mins = {r["name"]: r.get("min_ms") for r in t["rows"]}
+    return {
+        p: mins[f"TFLite {p}"] / mins[f"floor TFLite {p}"] - 1
+        for p in t.get("lowering_overhead", {})
+        if mins.get(f"TFLite {p}") and mins.get(f"floor TFLite {p}")
+    }
+
+
 def inference_md(t: dict) -> str:
     head = (
         f"### Inference: {t['model']} {t['size'][0]}x{t['size'][1]}, batch 1, "
@@ -34,21 +45,7 @@ def inference_md(t: dict) -> str:
     rows = []
     for r in t["rows"]:
         if r.get("error"):
-            rows.append(
-                [
-                    r["name"],
-                    "error",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    mb(r.get("size_bytes")),
-                    r["error"][:220],
-                ]
-            )
+            rows.append([r["name"], "error", *[""] * 8, mb(r.get("size_bytes")), r["error"][:220]])
             continue
         agree = r.get("argmax_agreement")
         rows.append(
@@ -56,6 +53,7 @@ def inference_md(t: dict) -> str:
                 r["name"],
                 fmt(r["median_ms"]),
                 fmt(r["p95_ms"]),
+                fmt(r["min_ms"]),
                 r["n"],
                 fmt(r.get("speedup_vs_keras"), ".2f"),
                 fmt(r.get("speedup_vs_onnxruntime"), ".2f"),
@@ -70,6 +68,7 @@ def inference_md(t: dict) -> str:
         "candidate",
         "median ms",
         "p95 ms",
+        "min ms",
         "n",
         "x Keras",
         "x ORT",
@@ -79,10 +78,10 @@ def inference_md(t: dict) -> str:
         "file MB",
         "note",
     ]
-    over = t.get("lowering_overhead", {})
+    over, best = t.get("lowering_overhead", {}), overhead_on_min(t)
     tail = (
-        "Lowering overhead over the floor: "
-        + ", ".join(f"{p} {100 * v:+.1f}%" for p, v in over.items())
+        "Lowering overhead over the floor (medians; on min latencies): "
+        + ", ".join(f"{p} {100 * v:+.1f}% ({100 * best[p]:+.1f}%)" for p, v in over.items())
         if over
         else ""
     )
@@ -119,8 +118,9 @@ def gradient_md(g: dict) -> str:
         f"Gradient check, {g['model']} {g['size'][0]}x{g['size'][1]}, batch {g['batch']} "
         f"(reference loss {g['reference_loss']:.6f}):"
     ]
-    for key in ("lowered", "lowered_xla", "d2s", "d2s_xla"):
-        r = g.get(key, {})
+    for key, r in g.items():
+        if not isinstance(r, dict):
+            continue
         if "error" in r:
             lines.append(f"- {key}: {r['error'][:300]}")
         elif r:
@@ -255,6 +255,7 @@ def targets_md(result: dict) -> str:
         if t["model"] != "segnet-lite":
             continue
         over = t.get("lowering_overhead", {})
+        on_min = overhead_on_min(t)
         for p, limit in (
             ("float32", TARGETS["overhead_float32"]),
             ("int8", TARGETS["overhead_int8"]),
@@ -262,8 +263,8 @@ def targets_md(result: dict) -> str:
             if p in over:
                 ok = "met" if over[p] <= limit else "MISSED"
                 lines.append(
-                    f"- lowering overhead {p}: {100 * over[p]:+.1f}% "
-                    f"(target <= {100 * limit:.0f}%): {ok}"
+                    f"- lowering overhead {p}: {100 * over[p]:+.1f}% on medians, "
+                    f"{100 * on_min[p]:+.1f}% on min latencies (target <= {100 * limit:.0f}%): {ok}"
                 )
         ours = [r for r in t["rows"] if r["group"] == "lowered" and r.get("median_ms")]
         if ours:
@@ -281,6 +282,14 @@ def targets_md(result: dict) -> str:
                     f"- fastest export ({best['name']}, {best['median_ms']:.1f} ms) vs "
                     f"{name}: {value:.2f}x (target >= {limit}x): {ok}"
                 )
+            mins = {r["name"]: r.get("min_ms") for r in t["rows"]}
+            ratios = [
+                f"{r['name']} {mins[base] / r['min_ms']:.2f}x"
+                for base in ("Keras call (tf.function)", "ONNX Runtime (tf2onnx)")
+                if mins.get(base)
+                for r in ours
+            ]
+            lines.append("- on min latencies, over Keras then ONNX Runtime: " + ", ".join(ratios))
     return ("### Targets (segnet-lite)\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 

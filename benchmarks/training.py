@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from benchmarks.inference import short_error
 from benchmarks.timing import interleaved
-from benchmarks.variants import variant_model
 from export.lowering import lower_model
 from segnet_tf.data import render_scene
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
@@ -66,16 +65,11 @@ def keras_rows(name: str, size: tuple[int, int], seed: int) -> dict[str, Callabl
     def lowered():
         return lower_model(reference(), "exact", batch_size=None)
 
-    def d2s():
-        return variant_model(reference(), "exact+d2s", batch_size=None)
-
     return {
         REFERENCE_ROW: lambda: compiled(reference(), jit=False),
         "scatter_nd + jit_compile=True": lambda: compiled(reference(), jit=True),
         "mask lowering": lambda: compiled(lowered(), jit=False),
         "mask lowering + jit_compile=True (XLA)": lambda: compiled(lowered(), jit=True),
-        "mask lowering, d2s upsampling": lambda: compiled(d2s(), jit=False),
-        "mask lowering, d2s upsampling + XLA": lambda: compiled(d2s(), jit=True),
     }
 
 
@@ -175,14 +169,11 @@ def gradient_check(name: str, size: tuple[int, int], batch: int = 2, seed: int =
     """Loss and gradients of the reference and the lowered model on one batch, same weights.
 
     Batch norm runs in training mode (batch statistics), as in a real step. The lowered models
-    (``export.lowering`` and the d2s variant) are checked in graph mode and under XLA.
+    (``export.lowering``'s ``exact``) is checked in graph mode and under XLA.
     """
     keras.utils.set_random_seed(seed)
     reference = build_model(name, (*size, 3))
-    candidates = {
-        "lowered": lower_model(reference, "exact", batch_size=None),
-        "d2s": variant_model(reference, "exact+d2s", batch_size=None),
-    }
+    candidates = {"lowered": lower_model(reference, "exact", batch_size=None)}
     images, labels = scene_batch(size, batch, seed)
     ref_loss, ref_grads = loss_and_gradients(reference, images, labels)
     out = {"model": name, "size": list(size), "batch": batch, "reference_loss": ref_loss}

@@ -28,6 +28,8 @@ from export.calibration import (
 )
 from export.edgetpu import check_edgetpu, compile_edgetpu
 from export.lowering import (
+    FLOAT_STEP_GAIN,
+    STEP_GAIN,
     MaxPoolingWithArgmax2D,
     activation_peaks,
     equalize_activations,
@@ -36,7 +38,7 @@ from export.lowering import (
 from export.savedmodel import save_serving_model
 from export.tflite import TFLiteModel, convert, inspect_model
 from segnet_tf.data import CAMVID, DatasetConfig
-from segnet_tf.metrics import confusion_matrix, mean_iou
+from segnet_tf.evaluation import evaluate_predictions
 from segnet_tf.models import load_model
 
 
@@ -45,16 +47,19 @@ class Format:
     name: str
     filename: str
     precision: str  # float32 | float16 | int8
-    lowering: str  # exact | edgetpu
+    lowering: str  # see export.lowering.LOWERINGS
     description: str
+    gain: float = STEP_GAIN  # of the step comparison (see export.lowering)
 
 
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("tflite", "model.tflite", "float32", "exact", "float32, builtin ops"),
+        Format(
+            "tflite", "model.tflite", "float32", "step", "float32, builtin ops", FLOAT_STEP_GAIN
+        ),
         Format("fp16", "model_fp16.tflite", "float16", "exact", "float16 weights (GPU delegate)"),
-        Format("int8", "model_int8.tflite", "int8", "exact", "full int8 (ARM CPU, XNNPACK, NNAPI)"),
+        Format("int8", "model_int8.tflite", "int8", "step", "full int8 (ARM CPU, XNNPACK, NNAPI)"),
         Format(
             "edgetpu", "model_edgetpu.tflite", "int8", "edgetpu", "full int8, Edge TPU ops only"
         ),
@@ -218,18 +223,18 @@ def _build_all(model, formats, calib, staging: Path, options, log) -> dict:
         "size_bytes": _dir_size(staging / "saved_model"),
         "seconds_to_build": round(time.perf_counter() - start, 2),
     }
-    lowered_dirs: dict[tuple[str, bool], Path] = {}
+    lowered_dirs: dict[tuple[str, float, bool], Path] = {}
     peaks = activation_peaks(model, calib) if calib is not None else None
     with tempfile.TemporaryDirectory(dir=staging.parent) as tmp:
         for fmt in formats:
             start = time.perf_counter()
             int8 = fmt.precision == "int8"
-            key = (fmt.lowering, int8)
+            key = (fmt.lowering, fmt.gain, int8)
             if key not in lowered_dirs:
-                lowered = lower_model(model, fmt.lowering)
+                lowered = lower_model(model, fmt.lowering, gain=fmt.gain)
                 if int8:  # float exports stay bit-exact; int8 ones get every channel's range
                     equalize_activations(lowered, peaks)
-                lowered_dirs[key] = Path(tmp) / f"{fmt.lowering}-{fmt.precision}"
+                lowered_dirs[key] = Path(tmp) / fmt.name
                 save_serving_model(lowered, lowered_dirs[key], batch_size=1)
             rep = representative_dataset(calib) if int8 else None
             try:
@@ -298,15 +303,21 @@ def _parity(model, staging: Path, report: dict, dataset, input_size, options, lo
     split, images, labels = _parity_images(
         dataset, input_size, options.parity_samples, options.seed
     )
-    config = dataset.config
-    num_classes = int(model.outputs[0].shape[-1])
     keras_maps = np.argmax(model.predict(images, batch_size=1, verbose=0), -1)
 
-    def miou(maps):
-        conf = confusion_matrix(labels, maps, num_classes, config.void_id)
-        return float(mean_iou(conf))
+    def scores(maps) -> dict:
+        found = evaluate_predictions(labels, maps, dataset.config)
+        found.pop("confusion_matrix")
+        return found
 
-    result = {"images": len(images), "split": split, "keras_miou": miou(keras_maps), "models": {}}
+    keras_scores = scores(keras_maps)
+    result = {
+        "images": len(images),
+        "split": split,
+        "keras_miou": keras_scores["miou"],
+        "keras": keras_scores,
+        "models": {},
+    }
     threads = options.threads or os.cpu_count()
     for name, artifact in report["artifacts"].items():
         if name == "saved_model":
@@ -315,13 +326,15 @@ def _parity(model, staging: Path, report: dict, dataset, input_size, options, lo
         runner(images[0])  # warm-up: first invoke allocates and packs weights
         outs = [runner.timed(image) for image in images]
         maps = np.stack([np.argmax(o, -1) for o, _ in outs])
-        m = miou(maps)
+        found = scores(maps)
+        m = found["miou"]
         entry = {
             "pixel_agreement": float(np.mean(maps == keras_maps)),
             "miou": m,
             "miou_delta_points": 100 * (m - result["keras_miou"]),
             "latency_ms_median": 1000 * float(np.median([t for _, t in outs])),
             "threads": threads,
+            "scores": found,
         }
         artifact["parity"] = entry
         result["models"][name] = entry

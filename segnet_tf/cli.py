@@ -360,6 +360,24 @@ from export.cli import export_command  # noqa: E402
 cli.add_command(export_command)
 
 
+@cli.command(
+    "benchmark",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.pass_context
+def benchmark_command(ctx: click.Context) -> None:
+    """Speed, memory and size against Keras, SavedModel, ONNX Runtime and PyTorch.
+
+    \b
+    Options are those of benchmarks/run.py (segnet-tf benchmark --help), e.g.
+      segnet-tf benchmark --models segnet-lite --sections inference --reps 5
+    """
+    from benchmarks.run import main as run_benchmarks
+
+    ctx.exit(run_benchmarks(list(ctx.args)))
+
+
 def main() -> None:
     cli(prog_name="segnet-tf")
 

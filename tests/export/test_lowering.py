@@ -7,6 +7,8 @@ import pytest
 
 import segnet_tf
 from export.lowering import (
+    FLOAT_STEP_GAIN,
+    LOWERINGS,
     MaskedUnpooling2D,
     MaxPoolingWithMask2D,
     activation_peaks,
@@ -25,7 +27,7 @@ def reference_unpool(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def lowered_unpool(x: np.ndarray, y: np.ndarray, lowering: str, gain: float = 1.0) -> np.ndarray:
     _, mask = MaxPoolingWithMask2D(lowering, gain)(x)
-    return MaskedUnpooling2D()([y, mask, x]).numpy()
+    return MaskedUnpooling2D(lowering)([y, mask, x]).numpy()
 
 
 def test_window_priority_ranks_the_window_in_row_major_order():
@@ -49,7 +51,7 @@ TIES = np.array(
 )[None, :, :, None]
 
 
-@pytest.mark.parametrize("lowering", ["exact", "edgetpu"])
+@pytest.mark.parametrize("lowering", LOWERINGS)
 def test_hand_built_ties(lowering):
     y = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1) * 10
     got = lowered_unpool(TIES, y, lowering)[0, :, :, 0]
@@ -71,14 +73,24 @@ def test_hand_built_ties(lowering):
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8, 3), (2, 45, 61, 4), (1, 23, 1, 2)])
-@pytest.mark.parametrize("lowering", ["exact", "edgetpu"])
+@pytest.mark.parametrize("lowering", LOWERINGS)
 def test_matches_reference_on_tie_heavy_maps(shape, lowering):
     rng = np.random.default_rng(sum(shape))
     x = np.maximum(rng.integers(-2, 3, shape), 0).astype(np.float32)  # ReLU'd small ints: ~60% ties
     pooled_shape = (shape[0], -(-shape[1] // 2), -(-shape[2] // 2), shape[3])
     y = rng.normal(size=pooled_shape).astype(np.float32)
-    # integer maps differ by >= 1 where they differ, so a gain of 1 is exact for edgetpu here
+    # integer maps differ by >= 1 where they differ, so a gain of 1 makes the step exact here
     np.testing.assert_array_equal(lowered_unpool(x, y, lowering), reference_unpool(x, y))
+
+
+def test_float_step_equals_equality_on_continuous_maps():
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.normal(size=(2, 45, 61, 8)), 0).astype(np.float32)  # half zeros: ties
+    x[0, 0, 1, 0] = np.nextafter(x[0, 0, 0, 0], np.float32(np.inf))  # one ulp apart
+    x[1, 2, 2, 1] = x[1, 2, 3, 1] = 3e38  # near float32's maximum: gain * difference overflows
+    y = rng.normal(size=(2, 23, 31, 8)).astype(np.float32)
+    got = lowered_unpool(x, y, "step", FLOAT_STEP_GAIN)
+    np.testing.assert_array_equal(got, reference_unpool(x, y))
 
 
 @pytest.mark.parametrize("name", segnet_tf.list_models())
