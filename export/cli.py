@@ -59,8 +59,14 @@ Artifacts: saved_model/, labels.json, report.json and
     help="Validation images for the parity report.",
 )
 @click.option("--threads", type=int, default=None, help="Threads for the latency figures.")
+@click.option(
+    "--equalize/--no-equalize",
+    default=True,
+    show_default=True,
+    help="Rescale every ReLU channel to [0, 6] before int8 quantisation (see export/lowering.py).",
+)
 def export_command(
-    model, out, int8, fp16, target, calib_data, calib_samples, parity_samples, threads
+    model, out, int8, fp16, target, calib_data, calib_samples, parity_samples, threads, equalize
 ):
     """Export a trained model to SavedModel and TFLite (builtin ops only), with a parity report."""
     options = ExportOptions(
@@ -73,6 +79,7 @@ def export_command(
         calib_samples=calib_samples,
         parity_samples=parity_samples,
         threads=threads,
+        equalize=equalize,
     )
     try:
         export_model(options, log=click.echo)

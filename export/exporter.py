@@ -84,6 +84,7 @@ class ExportOptions:
     parity_samples: int = 20
     threads: int | None = None
     seed: int = 0
+    equalize: bool = True  # rescale every ReLU channel to [0, 6] before int8 quantisation
 
     def formats(self) -> list[Format]:
         """The TFLite artifacts these options ask for; rejects combinations that make no sense."""
@@ -91,6 +92,8 @@ class ExportOptions:
             raise ExportError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.target == "edgetpu" and self.int8 is False:
             raise ExportError("--target edgetpu runs int8 models only; drop --no-int8")
+        if self.target == "edgetpu" and not self.equalize:
+            raise ExportError("--target edgetpu needs equalized activations; drop --no-equalize")
         if self.parity_samples < 1:
             raise ExportError(f"--parity-samples must be >= 1, got {self.parity_samples}")
         names = ["tflite"]
@@ -224,15 +227,17 @@ def _build_all(model, formats, calib, staging: Path, options, log) -> dict:
         "seconds_to_build": round(time.perf_counter() - start, 2),
     }
     lowered_dirs: dict[tuple[str, float, bool], Path] = {}
-    peaks = activation_peaks(model, calib) if calib is not None else None
+    peaks = activation_peaks(model, calib) if calib is not None and options.equalize else None
     with tempfile.TemporaryDirectory(dir=staging.parent) as tmp:
         for fmt in formats:
             start = time.perf_counter()
             int8 = fmt.precision == "int8"
-            key = (fmt.lowering, fmt.gain, int8)
+            # the int8 step gain assumes equalized [0, 6] activations; without them, compare exactly
+            lowering = fmt.lowering if options.equalize or not int8 else "exact"
+            key = (lowering, fmt.gain, int8)
             if key not in lowered_dirs:
-                lowered = lower_model(model, fmt.lowering, gain=fmt.gain)
-                if int8:  # float exports stay bit-exact; int8 ones get every channel's range
+                lowered = lower_model(model, lowering, gain=fmt.gain)
+                if int8 and options.equalize:  # float exports stay bit-exact
                     equalize_activations(lowered, peaks)
                 lowered_dirs[key] = Path(tmp) / fmt.name
                 save_serving_model(lowered, lowered_dirs[key], batch_size=1)

@@ -148,6 +148,10 @@ def test_rejects_edgetpu_without_int8_and_missing_files(tmp_path):
         ExportOptions(
             model=tmp_path / "m.keras", out=tmp_path, target="edgetpu", int8=False
         ).formats()
+    with pytest.raises(ExportError, match="equalized"):
+        ExportOptions(
+            model=tmp_path / "m.keras", out=tmp_path, target="edgetpu", equalize=False
+        ).formats()
     with pytest.raises(ExportError, match="no such file"):
         export_model(ExportOptions(model=tmp_path / "missing.keras", out=tmp_path / "o"), log=quiet)
 
