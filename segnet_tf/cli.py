@@ -44,6 +44,7 @@ def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: 
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # SavedModel "Assets written to"
 
 
 @click.group(cls=SegnetGroup, context_settings={"help_option_names": ["-h", "--help"]})

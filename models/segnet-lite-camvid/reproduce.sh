@@ -8,10 +8,10 @@ epochs=${2:-40}
 run=runs/segnet-lite-camvid
 segnet-tf train --data "$data" --model segnet-lite --input-size 180x240 --epochs "$epochs" \
   --batch-size 8 --class-weights median --lr 1e-3 --seed 0 --out "$run"
-segnet-tf export --model "$run/best.keras" --out "$run/export" --int8 --calib-data "$data" \
+segnet-tf export --model "$run/best.keras" --out "$run/export" --int8 --fp16 --target edgetpu \
+  --calib-data "$data" \
   --calib-samples 200 --parity-samples 101
 dest=models/segnet-lite-camvid
 cp "$run/best.keras" "$dest/model.keras"
-cp "$run/config.json" "$dest/config.json"
+cp "$run/config.json" "$run/history.csv" "$dest/"
 cp "$run/export/model_int8.tflite" "$run/export/labels.json" "$run/export/report.json" "$dest/"
-segnet-tf evaluate --model "$dest/model.keras" --data "$data" --split val --json "$dest/val_float.json"
