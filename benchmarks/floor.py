@@ -10,8 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from export.lowering import upsample_to
-from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D, MonteCarloDropout
+from export.lowering import rebuild, upsample_to
 
 
 class PlainMaxPool2D(keras.layers.Layer):
@@ -49,18 +48,9 @@ def floor_model(
     model: keras.Model, batch_size: int | None = 1, lowering: str = "exact"
 ) -> keras.Model:
     """``model`` with plain max pooling and nearest upsampling, sharing its weights."""
-
-    def replace(layer):
-        if isinstance(layer, MaxPoolingWithArgmax2D):
-            return PlainMaxPool2D(name=layer.name)
-        if isinstance(layer, MaxUnpooling2D):
-            return NearestUnpool2D(lowering, name=layer.name)
-        if isinstance(layer, MonteCarloDropout):
-            return keras.layers.Identity(name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    shape = model.inputs[0].shape[1:]
-    inputs = keras.Input(shape=shape, batch_size=batch_size, name=model.inputs[0].name)
-    floor = keras.models.clone_model(model, input_tensors=inputs, clone_function=replace)
-    floor.set_weights(model.get_weights())
-    return floor
+    return rebuild(
+        model,
+        pool=lambda name: PlainMaxPool2D(name=name),
+        unpool=lambda name: NearestUnpool2D(lowering, name=name),
+        batch_size=batch_size,
+    )

@@ -162,20 +162,32 @@ def lower_model(
     if lowering not in LOWERINGS:
         raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
 
+    return rebuild(
+        model,
+        pool=lambda name: MaxPoolingWithMask2D(lowering, gain, name=name),
+        unpool=lambda name: MaskedUnpooling2D(lowering, name=name),
+        batch_size=batch_size,
+    )
+
+
+def rebuild(model: keras.Model, pool, unpool, batch_size: int | None = 1) -> keras.Model:
+    """Clone ``model`` with its argmax pooling and unpooling layers made by ``pool(name)`` and
+    ``unpool(name)``, Monte Carlo dropout removed, and every weight shared by value."""
+
     def replace(layer):
         if isinstance(layer, MaxPoolingWithArgmax2D):
-            return MaxPoolingWithMask2D(lowering, gain, name=layer.name)
+            return pool(layer.name)
         if isinstance(layer, MaxUnpooling2D):
-            return MaskedUnpooling2D(lowering, name=layer.name)
+            return unpool(layer.name)
         if isinstance(layer, MonteCarloDropout):
             return keras.layers.Identity(name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
     shape = model.inputs[0].shape[1:]
     inputs = keras.Input(shape=shape, batch_size=batch_size, name=model.inputs[0].name)
-    lowered = keras.models.clone_model(model, input_tensors=inputs, clone_function=replace)
-    lowered.set_weights(model.get_weights())
-    return lowered
+    clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=replace)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def relu_chain(model: keras.Model) -> list[tuple[str, str, str]]:

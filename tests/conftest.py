@@ -23,4 +23,4 @@ def camvid() -> Path:
     root = camvid_root()
     if root is None:
         pytest.skip("CamVid not found: set SEGNET_CAMVID or place it at ../shared/camvid")
-    return root
+    return root.resolve()

@@ -3,9 +3,6 @@ several tests share (training costs ~20 s of graph tracing on a 2-core CPU), and
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from segnet_tf.training import TrainConfig, TrainResult, train
@@ -26,15 +23,3 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     """A finished 2-epoch segnet-lite run on synthetic scenes at 64x96."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return train(TrainConfig(out=str(out), **TINY_RUN), verbose=0)
-
-
-@pytest.fixture(scope="session")
-def camvid_dir() -> Path:
-    """The shared real CamVid copy (``$SEGNET_CAMVID`` or ``<repo>/../shared/camvid``)."""
-    root = Path(
-        os.environ.get("SEGNET_CAMVID")
-        or Path(__file__).resolve().parents[2] / ".." / "shared" / "camvid"
-    )
-    if not (root / "train.txt").is_file():
-        pytest.skip(f"real CamVid not found at {root} (set SEGNET_CAMVID)")
-    return root.resolve()

@@ -248,13 +248,13 @@ def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path):
 
 
 @pytest.mark.slow
-def test_short_camvid_run_then_evaluate_and_predict(camvid_dir, tmp_path):
+def test_short_camvid_run_then_evaluate_and_predict(camvid, tmp_path):
     # 8 train and 4 val pairs of the real CamVid, listed (not copied) in a dataset folder.
     subset = tmp_path / "camvid8"
     subset.mkdir()
     for split, n in (("train", 8), ("val", 4)):
-        lines = (camvid_dir / f"{split}.txt").read_text().split("\n")[:n]
-        pairs = [" ".join(str(camvid_dir / p) for p in line.split()) for line in lines]
+        lines = (camvid / f"{split}.txt").read_text().split("\n")[:n]
+        pairs = [" ".join(str(camvid / p) for p in line.split()) for line in lines]
         (subset / f"{split}.txt").write_text("\n".join(pairs) + "\n")
     config = TrainConfig(
         out=str(tmp_path / "run"),
@@ -274,7 +274,7 @@ def test_short_camvid_run_then_evaluate_and_predict(camvid_dir, tmp_path):
     for key in ("global_accuracy", "class_accuracy", "miou", "bf_score"):
         assert 0.0 <= scores[key] <= 1.0, key
 
-    frame = camvid_dir / (camvid_dir / "val.txt").read_text().split()[0]
+    frame = camvid / (camvid / "val.txt").read_text().split()[0]
     (pred,) = predict_images(result.best_path, [frame], tmp_path / "pred")
     assert load_image(pred.mask).shape == (360, 480, 3)
     assert load_image(pred.overlay).shape == (360, 480, 3)

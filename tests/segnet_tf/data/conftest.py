@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -61,15 +60,3 @@ def camvid_layout(tmp_path: Path) -> Path:
             lines.append(f"{split}/{split}{i}.png {split}annot/{split}{i}.png")
         (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return tmp_path
-
-
-@pytest.fixture(scope="session")
-def camvid_root() -> Path:
-    """The shared real CamVid copy (``$SEGNET_CAMVID`` or ``<repo>/../shared/camvid``)."""
-    root = Path(
-        os.environ.get("SEGNET_CAMVID")
-        or Path(__file__).resolve().parents[3] / ".." / "shared" / "camvid"
-    )
-    if not (root / "train.txt").is_file():
-        pytest.skip(f"real CamVid not found at {root} (set SEGNET_CAMVID)")
-    return root

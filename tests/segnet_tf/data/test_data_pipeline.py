@@ -215,8 +215,8 @@ def test_corrupt_file_error_unwrapped(camvid_layout):
     assert pipeline.unwrap_dataset_error(other) is other
 
 
-def test_real_camvid_through_pipeline(camvid_root):
-    ds = open_dataset(camvid_root)
+def test_real_camvid_through_pipeline(camvid):
+    ds = open_dataset(camvid)
     samples = ds.split("val")[:3]
     [(x, y)] = _batches(
         make_dataset(samples, ds.config, input_size=None, batch_size=3, training=False)

@@ -105,8 +105,8 @@ def test_pack_argument_errors(scenes, tmp_path):
         pack_dataset(scenes, tmp_path, shards=0)
 
 
-def test_real_camvid_packing_error(camvid_root, tmp_path):
-    ds = open_dataset(camvid_root)
+def test_real_camvid_packing_error(camvid, tmp_path):
+    ds = open_dataset(camvid)
     subset = type(ds)(root=ds.root, config=ds.config, splits={"val": ds.split("val")[:2]})
     packed = open_dataset(pack_dataset(subset, tmp_path))
     for original, record in zip(subset.split("val"), packed.split("val"), strict=True):

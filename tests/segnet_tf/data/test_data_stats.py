@@ -57,12 +57,12 @@ def test_dataset_stats_on_files(camvid_layout, files):
     }
 
 
-def test_camvid_train_matches_readme_and_paper_weights(camvid_root):
+def test_camvid_train_matches_readme_and_paper_weights(camvid):
     """Shares match the README to 0.01 %. SegNet's Caffe weights are reproduced when void is
     counted as a 12th class in the median (as the original script evidently did): within 4 % for
     8 classes, 6-11 % for Car, Pedestrian, Bicyclist, while SignSymbol's 9.64 is 2.7x what its
     pixels give (3.5): the published weight cannot come from this label set."""
-    ds = open_dataset(camvid_root)
+    ds = open_dataset(camvid)
     stats = dataset_stats(ds, "train")
     readme = [16.85, 23.26, 0.98, 31.66, 4.49, 9.72, 1.17, 1.13, 5.87, 0.64, 0.29]
     np.testing.assert_allclose(stats.share * 100, readme, atol=0.006)
