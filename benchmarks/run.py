@@ -26,8 +26,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # `python benchmarks/run.py`: import from the repo, not benchmarks/
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    sys.path[0] = str(REPO)
+elif str(REPO) not in sys.path:  # `segnet-tf benchmark`: edge_demo/ is a folder, not a package
+    sys.path.insert(0, str(REPO))
 
 SECTIONS = ("inference", "training", "edge", "scaling", "profile", "gpu")
 DEFAULT_MODELS = ("segnet-lite", "segnet")

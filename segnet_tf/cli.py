@@ -8,9 +8,11 @@ import logging
 from pathlib import Path
 
 import click
+import tensorflow as tf
 
 import segnet_tf
 from segnet_tf.data import dataset_stats, open_dataset, pack_dataset, validate
+from segnet_tf.data.pipeline import unwrap_dataset_error
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import PRESETS, build_model
 from segnet_tf.prediction import predict_images
@@ -28,6 +30,11 @@ class SegnetGroup(click.Group):
             return super().invoke(ctx)
         except USER_ERRORS as e:
             raise click.ClickException(str(e)) from e
+        except tf.errors.OpError as e:  # a corrupt file found while a tf.data pipeline ran
+            found = unwrap_dataset_error(e)
+            if found is e:
+                raise
+            raise click.ClickException(str(found)) from e
 
 
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str | None):

@@ -58,6 +58,26 @@ def test_missing_data_dir_and_run_dir_are_one_line_errors(tmp_path):
     assert_clean_error(result, 1, "no such file")
 
 
+def test_corrupt_image_found_during_training_names_the_file(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", train=4, val=2, size=(32, 48))
+    bad = sorted((data / "train").iterdir())[1]
+    bad.write_bytes(b"not a png")
+    result = run(
+        "train",
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--input-size",
+        "32x48",
+        "--out",
+        tmp_path / "run",
+    )
+    assert_clean_error(result, 1, bad.name)
+
+
 def test_data_commands(tmp_path):
     root = write_synthetic_dataset(tmp_path / "synth", train=2, val=1, size=(24, 32))
     result = run("data", "check", "--data", root)
