@@ -29,6 +29,8 @@ from segnet_tf.models import build_model
 # saturates on any normal float difference (a float32 candidate); floor-resize: the floor with
 # RESIZE_NEAREST_NEIGHBOR upsampling.
 VARIANTS = ("reference", "lowered", "step", "edgetpu", "step-2^126", "floor", "floor-resize")
+# The variant that `segnet-tf export` ships for each TFLite precision (see export.exporter.FORMATS).
+EXPORT_VARIANT = {"float32": "step-2^126", "float16": "lowered", "int8": "step"}
 ONNX_OPSET = 17
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.artifacts import Artifacts
+from benchmarks.artifacts import EXPORT_VARIANT, Artifacts
 from segnet_tf.data import CAMVID, render_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def edge_table(
     log(f"edge loop: {art.label}, {frames} frames, {threads} threads")
     clip = write_clip(art.dir / "clip.mp4", art.size, frames)
     labels = write_labels(art.dir / "labels.json", art)
-    models = {p: art.tflite("lowered", p) for p in precisions}
+    models = {p: art.tflite(EXPORT_VARIANT[p], p) for p in precisions}
     runs: dict[str, list[dict]] = {p: [] for p in precisions}
     errors: dict[str, str] = {}
     for r in range(rounds):

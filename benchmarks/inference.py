@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.artifacts import Artifacts, file_size
+from benchmarks.artifacts import EXPORT_VARIANT, Artifacts, file_size
 from benchmarks.flops import forward_flops
 from benchmarks.memory import peak_rss
 from benchmarks.runners import make_runner
@@ -78,7 +78,7 @@ def rows(precisions: tuple[str, ...] = PRECISIONS, torch: bool = True) -> list[R
             Row("PyTorch eager (MaxUnpool2d)", "torch", "peer", lambda a: a.torch_file, ("torch",))
         )
     for p in precisions:  # the lowerings `segnet-tf export` ships: exact in float, step in int8
-        variant = "step" if p == "int8" else "lowered"
+        variant = EXPORT_VARIANT[p]
         out.append(
             Row(f"TFLite {p}", "tflite", "lowered", lambda a, p=p, v=variant: a.tflite(v, p))
         )
