@@ -40,6 +40,7 @@ from export.tflite import TFLiteModel, convert, inspect_model
 from segnet_tf.data import CAMVID, DatasetConfig
 from segnet_tf.evaluation import evaluate_predictions
 from segnet_tf.models import load_model
+from segnet_tf.training import read_run_config
 
 
 @dataclass(frozen=True)
@@ -180,12 +181,10 @@ def static_input_size(model: keras.Model, path: Path) -> tuple[int, int]:
 
 def dataset_config_for(path: Path, model: keras.Model) -> DatasetConfig:
     """The classes the model was trained on: from its run's config.json, else CamVid's."""
-    run_config = Path(path).parent / "config.json"
+    info = read_run_config(path)
+    if info is not None:
+        return DatasetConfig.from_dict(info["dataset"])
     num_classes = int(model.outputs[0].shape[-1])
-    if run_config.is_file():
-        saved = json.loads(run_config.read_text()).get("dataset")
-        if saved:
-            return DatasetConfig.from_dict(saved)
     if num_classes == CAMVID.num_classes:
         return CAMVID
     raise ExportError(
@@ -198,12 +197,9 @@ def _data_dir(options: ExportOptions) -> Path | None:
     """Images for calibration and parity: --calib-data, else the data the run was trained on."""
     if options.calib_data is not None:
         return None if Path(options.calib_data).suffix == ".npy" else Path(options.calib_data)
-    run_config = Path(options.model).parent / "config.json"
-    if run_config.is_file():
-        data = json.loads(run_config.read_text()).get("train", {}).get("data")
-        if data and Path(data).is_dir():
-            return Path(data)
-    return None
+    info = read_run_config(options.model)
+    data = info["train"].get("data") if info is not None else None
+    return Path(data) if data and Path(data).is_dir() else None
 
 
 def _calibration(options: ExportOptions, dataset, input_size) -> np.ndarray:
