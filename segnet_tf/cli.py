@@ -99,13 +99,19 @@ def cli() -> None:
     "--class-weights",
     default="median",
     show_default=True,
-    help="median | none | FILE (JSON list or one weight per line).",
+    help="median | sqrt-median | none | FILE (JSON list or one weight per line).",
 )
 @click.option(
     "--encoder-weights",
     default="none",
     show_default=True,
     help="imagenet | none | PATH to VGG16 weights (full-width segnet presets only).",
+)
+@click.option(
+    "--init-weights",
+    type=click.Path(),
+    help="Start from this trained .keras model or run folder (fine-tuning; layers matched by "
+    "name and shape, e.g. a classifier for other classes stays fresh).",
 )
 @click.option(
     "--strategy",
@@ -141,6 +147,7 @@ def train_command(
     batch_size,
     class_weights,
     encoder_weights,
+    init_weights,
     strategy,
     resume,
     out,
@@ -157,6 +164,8 @@ def train_command(
       segnet-tf train --data ../shared/camvid --model segnet --input-size 360x480 \\
           --epochs 100 --out runs/camvid
       segnet-tf train --out runs/camvid --resume         # after a kill or Ctrl-C
+      segnet-tf train --data my_roads --init-weights models/segnet-lite-camvid/model.keras \
+          --input-size 180x240 --epochs 20 --out runs/mine   # fine-tune the shipped model
     """
     config = TrainConfig(
         out=out,
@@ -167,6 +176,7 @@ def train_command(
         batch_size=batch_size,
         class_weights=class_weights,
         encoder_weights=encoder_weights,
+        init_weights=init_weights,
         strategy=strategy,
         resume=resume,
         seed=seed,

@@ -34,7 +34,7 @@ import segnet_tf
 from segnet_tf.data import Dataset, dataset_stats, make_dataset, open_dataset, synthetic_dataset
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.metrics import miou_metric
-from segnet_tf.models import build_model
+from segnet_tf.models import build_model, transfer_weights
 
 LOGGER = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class TrainConfig:
     batch_size: int = 8
     class_weights: str = "median"
     encoder_weights: str = "none"
+    init_weights: str | None = None
     strategy: str = "auto"
     resume: bool = False
     seed: int = 0
@@ -194,8 +195,12 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
         raise ValueError(
             f"--epochs and --batch-size must be >= 1, got {config.epochs}, {config.batch_size}"
         )
+    init = config.init_weights
+    if init is not None and not Path(init).exists():
+        raise FileNotFoundError(f"--init-weights {init}: no such model file or run folder")
     data = None if config.data is None else str(Path(config.data).resolve())
-    return replace(config, out=str(run_dir.resolve()), data=data), fresh
+    init = None if init is None else str(Path(init).resolve())
+    return replace(config, out=str(run_dir.resolve()), data=data, init_weights=init), fresh
 
 
 def read_state(run_dir: Path) -> dict:
@@ -397,11 +402,14 @@ def train_val_samples(dataset: Dataset, seed: int) -> tuple[list, list]:
 
 
 def resolve_class_weights(spec: str, dataset: Dataset) -> tuple[float, ...]:
-    """``median`` (the config's weights, else median frequency from the train labels), ``none``
-    (all ones) or a file holding a JSON list or one weight per line."""
+    """``median`` (the config's weights, else median frequency from the train labels),
+    ``sqrt-median`` (their square roots: the rare classes still count more, the common ones are not
+    crushed), ``none`` (all ones) or a file holding a JSON list or one weight per line."""
     n = dataset.config.num_classes
     if spec == "none":
         return (1.0,) * n
+    if spec == "sqrt-median":
+        return tuple(float(np.sqrt(w)) for w in resolve_class_weights("median", dataset))
     if spec == "median":
         if dataset.config.class_weights is not None:
             return tuple(dataset.config.class_weights)
@@ -410,7 +418,8 @@ def resolve_class_weights(spec: str, dataset: Dataset) -> tuple[float, ...]:
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(
-            f"--class-weights {spec!r}: neither 'median', 'none' nor an existing file"
+            f"--class-weights {spec!r}: neither 'median', 'sqrt-median', 'none' "
+            "nor an existing file"
         )
     text = path.read_text()
     try:
@@ -503,6 +512,13 @@ def _compiled_model(
             encoder_weights=config.encoder_weights,
             **_model_overrides(config),
         )
+        if config.init_weights:
+            skipped = transfer_weights(model, config.init_weights)
+            LOGGER.info(
+                "initialised from %s%s",
+                config.init_weights,
+                f" except {skipped}" if skipped else "",
+            )
         model.compile(
             optimizer=make_optimizer(config, steps_per_epoch),
             loss=WeightedSparseCategoricalCrossentropy(class_weights),

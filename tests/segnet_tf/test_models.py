@@ -83,3 +83,26 @@ def test_vgg16_weights_from_a_local_file_are_equivalent(tmp_path):
 def test_missing_encoder_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         segnet_tf.build_model("segnet", (32, 32, 3), 11, encoder_weights=str(tmp_path / "x.h5"))
+
+
+def test_transfer_weights_copies_matching_layers_and_keeps_a_new_classifier(tmp_path):
+    keras.utils.set_random_seed(1)
+    donor = segnet_tf.build_model("segnet-lite", (32, 32, 3), 11)
+    donor.save(tmp_path / "donor.keras")
+    keras.utils.set_random_seed(2)
+    model = segnet_tf.build_model("segnet-lite", (64, 96, 3), 5)  # other size, 5 classes
+    fresh = model.get_layer("classifier").kernel.numpy()
+
+    assert segnet_tf.models.transfer_weights(model, tmp_path / "donor.keras") == ["classifier"]
+    for layer in donor.layers:
+        if layer.weights and layer.name != "classifier":
+            for mine, theirs in zip(
+                model.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True
+            ):
+                np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(model.get_layer("classifier").kernel.numpy(), fresh)
+
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="block1_conv1")])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(ValueError, match="no layer matches 'segnet-lite' by name and shape"):
+        segnet_tf.models.transfer_weights(model, tmp_path / "other.keras")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -190,8 +190,39 @@ def test_class_weights(tmp_path):
         assert resolve_class_weights(str(tmp_path / name), dataset) == (0.5, 1.0, 2.0)
     with pytest.raises(ValueError, match="expected 3 finite weights"):
         resolve_class_weights(str(tmp_path / "short.txt"), dataset)
-    with pytest.raises(FileNotFoundError, match="neither 'median', 'none'"):
+    np.testing.assert_allclose(
+        resolve_class_weights("sqrt-median", dataset), [1.0, 2**0.5, (2 / 3) ** 0.5]
+    )
+    with pytest.raises(FileNotFoundError, match="neither 'median', 'sqrt-median', 'none'"):
         resolve_class_weights("mean", dataset)
+
+
+class FirstKernel(keras.callbacks.Callback):
+    """Keeps the first conv kernel as fit starts: what the run was initialised with."""
+
+    def on_train_begin(self, logs=None):
+        self.kernel = self.model.get_layer("block1_conv1").kernel.numpy()
+
+
+def test_init_weights_start_a_run_from_a_trained_model(tiny_run, tmp_path):
+    donor = load_model(tiny_run.best_path)
+    seen = FirstKernel()
+    run = TrainConfig(
+        out=str(tmp_path / "ft"),
+        input_size=(64, 96),
+        epochs=1,
+        batch_size=4,
+        synthetic_train=8,
+        synthetic_val=4,
+        init_weights=str(tiny_run.run_dir),  # a run folder: its best.keras
+        seed=5,  # without init, another seed draws other weights
+    )
+    train(run, callbacks=[seen], verbose=0)
+    np.testing.assert_array_equal(seen.kernel, donor.get_layer("block1_conv1").kernel.numpy())
+    stored = json.loads((tmp_path / "ft" / "config.json").read_text())["train"]
+    assert stored["init_weights"] == str(Path(tiny_run.run_dir).resolve())
+    with pytest.raises(FileNotFoundError, match="--init-weights .*no such model"):
+        train(replace(run, out=str(tmp_path / "x"), init_weights=str(tmp_path / "nope")))
 
 
 def test_validation_is_held_out_of_train_when_there_is_no_val_split():
