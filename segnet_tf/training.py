@@ -250,23 +250,28 @@ def read_run_config(path: str | Path) -> dict | None:
     return info if isinstance(info, dict) and {"train", "dataset"} <= info.keys() else None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A hidden temporary sibling of ``path`` to write; moved onto ``path`` only if the block
+    succeeds, so ``path`` is always the old file or the whole new one (``--resume`` relies on it).
+    It keeps the suffix (Keras saves only to ``.keras``); stale ones match ``.*.tmp*``."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
-    """``model.save(path)`` that never leaves a partial file at ``path`` (Keras wants .keras)."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
+    """``model.save(path)`` that never leaves a partial file at ``path``."""
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _remove_stale_temp_files(run_dir: Path) -> None:
