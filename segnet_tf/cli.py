@@ -220,17 +220,25 @@ def train_command(
     "--split", type=click.Choice(["val", "test", "train"]), default="val", show_default=True
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--full-res",
+    is_flag=True,
+    help="Score at the labels' own size (predictions resized back, as `predict` writes them) "
+    "instead of at the model's input size.",
+)
 @click.option("--json", "json_path", type=click.Path(), help="Also write the scores to this file.")
-def evaluate_command(model_path, data, split, batch_size, json_path) -> None:
+def evaluate_command(model_path, data, split, batch_size, full_res, json_path) -> None:
     """Global accuracy, class accuracy, mIoU, per-class IoU and boundary F1 at the model's
-    input size.
+    input size (or, with --full-res, at the labels' size).
 
     \b
     Example:
       segnet-tf evaluate --model runs/camvid/best.keras --data ../shared/camvid --split val \\
           --json runs/camvid/val.json
     """
-    scores = evaluate(model_path, data, split=split, batch_size=batch_size)
+    scores = evaluate(
+        model_path, data, split=split, batch_size=batch_size, full_resolution=full_res
+    )
     click.echo(format_scores(scores))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -238,12 +246,17 @@ def evaluate_command(model_path, data, split, batch_size, json_path) -> None:
         click.echo(f"wrote {json_path}")
 
 
+def _size_text(scores: dict) -> str:
+    size = scores.get("label_size")
+    return "their own size" if size in (None, "native") else f"{size[0]}x{size[1]}"
+
+
 def format_scores(scores: dict) -> str:
     def pct(v):
         return "  n/a" if v is None else f"{100 * v:5.1f}"
 
     lines = [
-        f"{scores['num_images']} images ({scores['split']}), in %",
+        f"{scores['num_images']} images ({scores['split']}) scored at {_size_text(scores)}, in %",
         f"  global accuracy {pct(scores['global_accuracy'])}   "
         f"class accuracy {pct(scores['class_accuracy'])}   "
         f"mIoU {pct(scores['miou'])}   BF {pct(scores['bf_score'])}",

@@ -42,12 +42,15 @@ def evaluate(
     split: str = "val",
     input_size: tuple[int, int] | None = None,
     batch_size: int = 8,
+    full_resolution: bool = False,
 ) -> dict:
     """Scores of a model on ``split`` of ``data`` (see :func:`evaluate_predictions` for the keys).
 
     ``data`` is a dataset folder or :class:`Dataset`; None takes the data the model's run was
     trained on (from the run's ``config.json``, synthetic scenes included). ``input_size`` defaults
-    to the model's own.
+    to the model's own. ``full_resolution`` scores against the labels at their own size, each
+    image predicted as ``segnet-tf predict`` does (resized to the model, probabilities resized
+    back): the number to compare with the paper's 360x480 for a model that runs smaller.
     """
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
     dataset = _dataset(data, model_or_path)
@@ -58,8 +61,16 @@ def evaluate(
             f"{dataset.config.name!r} has {dataset.config.num_classes}"
         )
     size = model_input_size(model, input_size)
-    scores = evaluate_predictor(keras_predictor(model), dataset, split, size, batch_size)
-    return {**scores, "split": split, "input_size": None if size is None else list(size)}
+    if full_resolution:
+        scores = evaluate_predictor(full_resolution_predictor(model), dataset, split)
+    else:
+        scores = evaluate_predictor(keras_predictor(model), dataset, split, size, batch_size)
+    return {
+        **scores,
+        "split": split,
+        "input_size": None if size is None else list(size),
+        "label_size": "native" if full_resolution or size is None else list(size),
+    }
 
 
 def evaluate_predictor(
@@ -137,6 +148,15 @@ def evaluate_predictions(
 
 def keras_predictor(model: keras.Model) -> Predictor:
     return lambda images: np.argmax(model.predict_on_batch(images), axis=-1)
+
+
+def full_resolution_predictor(model: keras.Model) -> Predictor:
+    from segnet_tf.prediction import segment  # prediction imports this module's neighbours
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return np.stack([segment(model, image.astype(np.uint8))[0].argmax(-1) for image in images])
+
+    return predict
 
 
 def model_input_size(

@@ -85,3 +85,19 @@ def test_evaluate_rejects_other_sizes_and_unknown_data(tiny_run):
         evaluate(model)
     with pytest.raises(ValueError, match="predicts 11 classes but dataset 'two' has 2"):
         evaluate(model, Dataset(root=None, config=TWO, splits={"val": ()}))
+
+
+@pytest.mark.slow
+def test_full_resolution_scores_every_label_pixel_at_its_own_size(tiny_run):
+    model = load_model(tiny_run.best_path)  # takes 64x96
+    same = synthetic_dataset(train=0, val=3, size=(64, 96))
+    at_input = evaluate(model, same)
+    at_labels = evaluate(model, same, full_resolution=True)
+    # Same size: resizing is the identity, and the scores are the model-size scores.
+    assert at_labels["miou"] == pytest.approx(at_input["miou"], abs=1e-9)
+
+    big = synthetic_dataset(train=0, val=3, size=(128, 192))
+    scores = evaluate(model, big, full_resolution=True)
+    labels = [sample.load_label(big.config) for sample in big.split("val")]
+    assert np.sum(scores["confusion_matrix"]) == sum(np.sum(lab != 11) for lab in labels)
+    assert scores["label_size"] == "native" and scores["input_size"] == [64, 96]
