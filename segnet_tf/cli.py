@@ -164,7 +164,7 @@ def train_command(
       segnet-tf train --data ../shared/camvid --model segnet --input-size 360x480 \\
           --epochs 100 --out runs/camvid
       segnet-tf train --out runs/camvid --resume         # after a kill or Ctrl-C
-      segnet-tf train --data my_roads --init-weights models/segnet-lite-camvid/model.keras \
+      segnet-tf train --data my_roads --init-weights models/segnet-lite-camvid/model.keras \\
           --input-size 180x240 --epochs 20 --out runs/mine   # fine-tune the shipped model
     """
     config = TrainConfig(

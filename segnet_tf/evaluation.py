@@ -30,6 +30,7 @@ from segnet_tf.metrics import (
     per_class_iou,
 )
 from segnet_tf.models import load_model
+from segnet_tf.prediction import segment
 from segnet_tf.training import TrainConfig, open_training_data, read_run_config
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -151,8 +152,6 @@ def keras_predictor(model: keras.Model) -> Predictor:
 
 
 def full_resolution_predictor(model: keras.Model) -> Predictor:
-    from segnet_tf.prediction import segment  # prediction imports this module's neighbours
-
     def predict(images: np.ndarray) -> np.ndarray:
         return np.stack([segment(model, image.astype(np.uint8))[0].argmax(-1) for image in images])
 
