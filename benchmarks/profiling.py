@@ -6,9 +6,9 @@ The TFLite Python interpreter has no per-op profiler, so this bisects by buildin
   one DELEGATE node per partition XNNPACK took; walking back from each partition's outputs to its
   inputs gives the nodes inside it, and every other node runs on TFLite's reference kernels
   (mostly single-threaded), between partitions.
-* **Timing** of the floor (with either upsampling) and of every ``export.lowering`` flavour, plus
-  ``step`` with a gain of 2^126 in float32 (1 exactly where ``window_max - x`` is 0, for any
-  difference of at least the smallest normal float: EQUAL without EQUAL), interleaved, each with
+* **Timing** of the floor (with either upsampling) and of every ``export.lowering`` flavour
+  (``exact`` and ``edgetpu``: the mask at the input resolution; ``step``: at the pooled
+  resolution, with a gain of 2^126 in float32, EQUAL without EQUAL), interleaved, each with
   its overhead over the floor and its largest output difference from ``exact`` at the same
   precision (0 = the same network, bit for bit; int8 in codes, and equalized models have other
   output scales, so there it only says "not identical").
@@ -32,13 +32,13 @@ from benchmarks.timing import interleaved
 CANDIDATES = (
     ("floor", "floor", "float32"),
     ("floor, RESIZE_NEAREST_NEIGHBOR", "floor-resize", "float32"),
-    ("exact", "lowered", "float32"),
-    ("step, gain 2^126", "step-2^126", "float32"),
+    ("exact (input-res mask)", "lowered", "float32"),
+    ("step (pooled-res mask), gain 2^126 (float32 export)", "step-2^126", "float32"),
     ("floor", "floor", "int8"),
     ("floor, RESIZE_NEAREST_NEIGHBOR", "floor-resize", "int8"),
-    ("exact", "lowered", "int8"),
-    ("step, equalized (int8 export)", "step", "int8"),
-    ("edgetpu, equalized", "edgetpu", "int8"),
+    ("exact (input-res mask)", "lowered", "int8"),
+    ("step (pooled-res mask), equalized (int8 export)", "step", "int8"),
+    ("edgetpu (input-res mask), equalized", "edgetpu", "int8"),
 )
 
 

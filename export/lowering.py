@@ -6,38 +6,47 @@ indices: a position receives the unpooled value iff it holds the maximum of its 
 no earlier position (row-major: top-left, top-right, bottom-left, bottom-right) of that window
 holds the same maximum. That is the rule of ``tf.nn.max_pool_with_argmax``, and ties are not
 rare: windows of all-zero ReLU outputs are everywhere, and int8 rounding makes more. Pooling
-therefore emits a one-hot *switch mask* at the input resolution, and unpooling is
-nearest-neighbour upsampling times the mask:
+therefore emits a one-hot *switch mask*, and unpooling writes each value where its mask is one.
 
-    window_max = upsample(max_pool(x))                # MAX_POOL_2D, upsampling
-    is_max     = x == window_max                      # ties: several ones per window
-    rank       = is_max * priority                    # priority = 4, 3, 2, 1 in each 2x2 window
-    mask       = rank == upsample(max_pool(rank))     # keeps the first maximum only
-    unpooled   = upsample(y) * mask
+Two layouts of the mask (``LOWERINGS``):
 
-Three flavours differ in how equality and upsampling are written (``LOWERINGS``):
+* ``step`` (float32 and int8 cpu exports): the mask lives at the *pooled* resolution, one channel
+  group per window position (``space_to_depth`` order), so every comparison runs on a quarter of
+  the pixels and nothing is upsampled before unpooling::
 
-* ``exact`` (float16 exports): EQUAL and SELECT_V2. Equal to the argmax network bit for bit.
-* ``step`` (float32 and int8 cpu exports): since ``window_max - x >= 0``, equality is
-  ``1 - min(gain * (window_max - x), 1)``, a step made of SUB, MUL and MINIMUM. With
-  :func:`equalize_activations` every pooling input spans [0, 6], one int8 code is 6/255 and
-  ``STEP_GAIN`` (two codes' worth) saturates on any difference int8 can represent, so on int8
-  codes the step is as exact as EQUAL; in float32 ``FLOAT_STEP_GAIN`` makes it so on every
-  normal float. The second comparison is between small integers (0..4):
-  ``relu(1 - (max_rank - rank))``. Unlike EQUAL and SELECT_V2, these ops all run in XNNPACK.
-* ``edgetpu``: the ``step`` arithmetic with RESIZE_NEAREST_NEIGHBOR upsampling, because the Edge
-  TPU has no EQUAL, SELECT, CAST or DEPTH_TO_SPACE.
+      x0, x1, x2, x3 = space_to_depth(x)             # the four positions of every window
+      e_k            = x_k == max_pool(x)             # k = 0, 1, 2 (x3 is implied)
+      mask           = e0, (1-e0) e1, (1-e0)(1-e1) e2, (1-e0)(1-e1)(1-e2)
+      unpooled       = depth_to_space(mask * y)       # y broadcast over the four groups
 
-``exact`` and ``step`` upsample by 2 with CONCATENATION + DEPTH_TO_SPACE (four copies of every
-value into its 2x2 block), which XNNPACK runs and RESIZE_NEAREST_NEIGHBOR it does not.
+  Equality is a step, ``relu(1 - gain * (max - x_k))`` (``max - x_k >= 0``): one SUB and one 1x1
+  DEPTHWISE_CONV_2D with bias and fused ReLU, which XNNPACK runs (EQUAL and SELECT_V2 it does not).
+  In float32 ``FLOAT_STEP_GAIN`` saturates on every difference of at least the smallest normal
+  float, so the step equals EQUAL. In int8, with :func:`equalize_activations`, every pooling input
+  spans [0, 6], one code is 6/255 and ``STEP_GAIN`` (two codes' worth) saturates on any difference
+  int8 can represent; the step's output range is exactly [0, 1], so 1 is an exact int8 code and the
+  products and differences above stay exactly 0 or 1.
+* ``exact`` (float16 exports) and ``edgetpu`` (the Edge TPU has no DEPTH_TO_SPACE, EQUAL, SELECT
+  or CAST, and takes no rank-5 tensor): the mask lives at the input resolution::
+
+      window_max = upsample(max_pool(x))
+      rank       = (x == window_max) * priority       # priority = 4, 3, 2, 1 in each 2x2 window
+      mask       = rank == upsample(max_pool(rank))   # keeps the first maximum only
+      unpooled   = upsample(y) * mask
+
+  ``exact`` writes equality with EQUAL and SELECT_V2 (equal to the argmax network bit for bit;
+  float16 cannot hold the float32 gain) and upsamples with CONCATENATION + DEPTH_TO_SPACE;
+  ``edgetpu`` uses the int8 step and RESIZE_NEAREST_NEIGHBOR.
 
 int8 precision: a tensor gets one int8 scale for all its channels, so channels with a small range
 get few levels and their 2x2 windows tie after rounding, moving unpooled values away from the
 float argmax. :func:`equalize_activations` rescales every ReLU channel to [0, 6] (compensated in
 the next convolution, so the function is unchanged).
 
-Odd sizes: SAME pooling maps 45 -> 23; upsampling gives 46 and a stride-1 slice crops back to 45
-(the extra row is the last window's padding, which never holds a maximum).
+Odd sizes: SAME pooling maps 45 -> 23. ``step`` pads the pooling input with a zero row (never a
+first maximum: every SegNet pooling input is a ReLU output, >= 0, and padding comes last in its
+window) and crops the unpooled map back to 45 with a stride-1 slice; the full-resolution layout
+upsamples to 46 and crops likewise.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ STEP_GAIN = 2 * 255 / ACTIVATION_RANGE  # two int8 codes of a [0, 6] tensor satu
 # included), so ``step`` equals EQUAL on every finite input bar subnormal differences, and unlike
 # EQUAL/SELECT_V2 it runs inside XNNPACK. Not for float16, where 2^126 overflows.
 FLOAT_STEP_GAIN = 2.0**126
+WINDOW = 4  # positions of a 2x2 pooling window
 
 
 def window_priority(height: int, width: int) -> np.ndarray:
@@ -72,13 +82,49 @@ def upsample_to(x: tf.Tensor, height: int, width: int, lowering: str = "exact") 
         up = tf.image.resize(x, (2 * h, 2 * w), method="nearest")
     else:
         up = tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2)
-    if (2 * h, 2 * w) != (height, width):
-        up = up[:, :height, :width, :]
-    return up
+    return crop_to(up, height, width)
+
+
+def crop_to(x: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """``x`` without the rows and columns past ``height x width`` (a stride-1 slice, or nothing)."""
+    if (x.shape[1], x.shape[2]) != (height, width):
+        x = x[:, :height, :width, :]
+    return x
+
+
+def step_is_max(gap: tf.Tensor, gain: float) -> tf.Tensor:
+    """1.0 where ``gap`` (a maximum minus a value, >= 0) is 0, else 0.0 once ``gain * gap >= 1``.
+
+    ``relu(1 - gain * gap)`` as a 1x1 depthwise convolution with bias and fused ReLU: one op that
+    XNNPACK and the Edge TPU run, whose int8 output range is exactly [0, 1].
+    """
+    channels = gap.shape[-1]
+    kernel = tf.constant(np.full((1, 1, channels, 1), -gain, np.float32), dtype=gap.dtype)
+    bias = tf.ones((channels,), dtype=gap.dtype)
+    return tf.nn.relu(tf.nn.depthwise_conv2d(gap, kernel, [1, 1, 1, 1], "VALID") + bias)
+
+
+def window_mask(x: tf.Tensor, pooled: tf.Tensor, gain: float) -> tf.Tensor:
+    """``[N, h, w, 4C]``: 1.0 in the channel group of the window position holding the first
+    maximum, in ``space_to_depth`` order (the ``step`` layout). ``x`` must be >= 0 (ReLU'd)."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    if height % 2 or width % 2:
+        x = tf.pad(x, [[0, 0], [0, height % 2], [0, width % 2], [0, 0]])
+    phases = tf.nn.space_to_depth(x, 2)
+    e0, e1, e2 = (
+        step_is_max(pooled - phases[..., k * channels : (k + 1) * channels], gain)
+        for k in range(WINDOW - 1)
+    )
+    not_first = 1.0 - e0
+    m1 = not_first * e1
+    not_first_two = not_first - m1
+    m2 = not_first_two * e2
+    return tf.concat([e0, m1, m2, not_first_two - m2], axis=-1)
 
 
 def first_max_mask(x: tf.Tensor, pooled: tf.Tensor, lowering: str, gain: float) -> tf.Tensor:
-    """Where ``x`` holds the first maximum of its 2x2 window: bool (exact) or 1.0/0.0 (step)."""
+    """Where ``x`` holds the first maximum of its 2x2 window, at ``x``'s resolution: bool
+    (``exact``) or 1.0/0.0 (``edgetpu``)."""
     height, width = x.shape[1], x.shape[2]
     window_max = upsample_to(pooled, height, width, lowering)
     priority = tf.constant(window_priority(height, width), dtype=x.dtype)
@@ -86,9 +132,7 @@ def first_max_mask(x: tf.Tensor, pooled: tf.Tensor, lowering: str, gain: float) 
         # SELECT_V2 keeps int8 end to end; a CAST of the bool would leave a float island.
         rank = tf.where(tf.equal(x, window_max), priority, tf.zeros_like(priority))
     else:
-        # relu6 fuses into the MUL, so its int8 output range is [0, 6], never gain * range(x).
-        step = tf.minimum(tf.nn.relu6(gain * (window_max - x)), 1.0)
-        rank = (1.0 - step) * priority
+        rank = step_is_max(window_max - x, gain) * priority
     max_rank = upsample_to(tf.nn.max_pool2d(rank, 2, 2, "SAME"), height, width, lowering)
     if lowering == "exact":
         return tf.equal(rank, max_rank)
@@ -98,7 +142,7 @@ def first_max_mask(x: tf.Tensor, pooled: tf.Tensor, lowering: str, gain: float) 
 @keras.saving.register_keras_serializable(package="segnet_tf")
 class MaxPoolingWithMask2D(keras.layers.Layer):
     """Drop-in for :class:`MaxPoolingWithArgmax2D` made of builtin ops: returns ``(pooled, mask)``
-    where ``mask`` is the one-hot argmax at the input resolution instead of flat indices."""
+    where ``mask`` is the one-hot argmax instead of flat indices (layout: see the module doc)."""
 
     def __init__(self, lowering: str = "exact", gain: float = STEP_GAIN, **kwargs):
         super().__init__(**kwargs)
@@ -109,13 +153,19 @@ class MaxPoolingWithMask2D(keras.layers.Layer):
 
     def call(self, inputs):
         pooled = tf.nn.max_pool2d(inputs, 2, 2, "SAME")
+        if self.lowering == "step":
+            return pooled, window_mask(inputs, pooled, self.gain)
         return pooled, first_max_mask(inputs, pooled, self.lowering, self.gain)
 
     def compute_output_spec(self, inputs):
         n, h, w, c = inputs.shape
         pooled = keras.KerasTensor((n, -(-h // 2), -(-w // 2), c), dtype=inputs.dtype)
-        mask_dtype = "bool" if self.lowering == "exact" else inputs.dtype
-        return pooled, keras.KerasTensor(inputs.shape, dtype=mask_dtype)
+        if self.lowering == "step":
+            mask = keras.KerasTensor((*pooled.shape[:3], WINDOW * c), dtype=inputs.dtype)
+        else:
+            mask_dtype = "bool" if self.lowering == "exact" else inputs.dtype
+            mask = keras.KerasTensor(inputs.shape, dtype=mask_dtype)
+        return pooled, mask
 
     def get_config(self):
         return {**super().get_config(), "lowering": self.lowering, "gain": self.gain}
@@ -123,8 +173,8 @@ class MaxPoolingWithMask2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="segnet_tf")
 class MaskedUnpooling2D(keras.layers.Layer):
-    """Drop-in for :class:`MaxUnpooling2D`: called on ``[updates, mask, reference]``, returns
-    ``upsample(updates) * mask`` at the reference's (possibly odd) size."""
+    """Drop-in for :class:`MaxUnpooling2D`: called on ``[updates, mask, reference]``, puts every
+    value where the mask is one, at the reference's (possibly odd) size."""
 
     def __init__(self, lowering: str = "exact", **kwargs):
         super().__init__(**kwargs)
@@ -133,15 +183,21 @@ class MaskedUnpooling2D(keras.layers.Layer):
         self.lowering = lowering
 
     def call(self, inputs):
-        updates, mask, _reference = inputs
-        up = upsample_to(updates, mask.shape[1], mask.shape[2], self.lowering)
+        updates, mask, reference = inputs
+        height, width = reference.shape[1], reference.shape[2]
+        if self.lowering == "step":
+            _, h, w, c = updates.shape
+            grouped = tf.reshape(mask, (-1, h, w, WINDOW, c)) * updates[:, :, :, None, :]
+            up = tf.nn.depth_to_space(tf.reshape(grouped, (-1, h, w, WINDOW * c)), 2)
+            return crop_to(up, height, width)
+        up = upsample_to(updates, height, width, self.lowering)
         if mask.dtype == tf.bool:
             return tf.where(mask, up, tf.constant(0.0, up.dtype))
         return up * mask
 
     def compute_output_spec(self, inputs):
-        updates, mask, _ = inputs
-        return keras.KerasTensor((*mask.shape[:3], updates.shape[3]), dtype=updates.dtype)
+        updates, _, reference = inputs
+        return keras.KerasTensor((*reference.shape[:3], updates.shape[3]), dtype=updates.dtype)
 
     def get_config(self):
         return {**super().get_config(), "lowering": self.lowering}
@@ -161,13 +217,28 @@ def lower_model(
     """
     if lowering not in LOWERINGS:
         raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
-
+    if lowering == "step":
+        check_nonnegative_pooling(model)
     return rebuild(
         model,
         pool=lambda name: MaxPoolingWithMask2D(lowering, gain, name=name),
         unpool=lambda name: MaskedUnpooling2D(lowering, name=name),
         batch_size=batch_size,
     )
+
+
+def check_nonnegative_pooling(model: keras.Model) -> None:
+    """``step`` pads odd maps with zeros, which is exact only on ReLU outputs: check each pooling
+    input comes from a ReLU (every SegNet preset's does)."""
+    for layer in model.layers:
+        if isinstance(layer, MaxPoolingWithArgmax2D):
+            source = layer.input._keras_history.operation
+            activation = getattr(source, "activation", None)
+            if getattr(activation, "__name__", None) not in ("relu", "relu6"):
+                raise ValueError(
+                    f"{model.name}: pooling {layer.name!r} reads {source.name!r}, not a ReLU "
+                    "output; the step lowering needs non-negative pooling inputs (use 'exact')"
+                )
 
 
 def rebuild(model: keras.Model, pool, unpool, batch_size: int | None = 1) -> keras.Model:

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 data=${1:-../shared/camvid}
 epochs1=${2:-40}
-epochs2=${3:-70}
+epochs2=${3:-60}
 stage1=runs/segnet-lite-camvid
 run=runs/segnet-lite-camvid-ft
 common=(--data "$data" --model segnet-lite --input-size 180x240 --batch-size 8 --lr 1e-3)

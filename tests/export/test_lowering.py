@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 import segnet_tf
 from export.lowering import (
+    ACTIVATION_RANGE,
     FLOAT_STEP_GAIN,
     LOWERINGS,
+    STEP_GAIN,
     MaskedUnpooling2D,
     MaxPoolingWithMask2D,
     activation_peaks,
@@ -118,3 +123,53 @@ def test_equalized_activations_span_0_to_6_and_keep_the_function():
         rtol=1e-3,
         atol=1e-3,
     )
+
+
+def test_step_lowering_refuses_pooling_inputs_that_can_be_negative():
+    # its zero padding of odd maps is only exact on ReLU outputs
+    inputs = keras.Input((9, 9, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="linear_conv")(inputs)
+    pooled, indices = MaxPoolingWithArgmax2D(name="pool")(x)
+    model = keras.Model(inputs, MaxUnpooling2D()([pooled, indices, x]))
+    with pytest.raises(ValueError, match="'pool' reads 'linear_conv', not a ReLU output"):
+        lower_model(model, "step")
+    lower_model(model, "exact")  # no such assumption
+
+
+def test_int8_step_mask_is_exact_on_int8_codes():
+    """Converted to int8, the step lowering puts every value at the argmax of the int8 codes:
+    its 0/1 flags are exact codes, so no value leaks to a neighbour, ties included."""
+    shape = (1, 45, 61, 8)
+    x_in = keras.Input(shape[1:], batch_size=1)
+    x = keras.layers.ReLU(max_value=ACTIVATION_RANGE)(x_in)  # an equalized pooling input
+    pooled, mask = MaxPoolingWithMask2D("step", STEP_GAIN)(x)
+    model = keras.Model(x_in, MaskedUnpooling2D("step")([pooled + 1.0, mask, x]))
+    rng = np.random.default_rng(0)
+
+    def sample():  # values on the int8 grid of [0, 6], a third of them 0: ties everywhere
+        codes = np.maximum(rng.integers(-128, 256, shape), 0)
+        return (codes * (ACTIVATION_RANGE / 255)).astype(np.float32)
+
+    serve = tf.function(model, input_signature=[tf.TensorSpec(shape)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], model
+    )
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([sample()] for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    interpreter = Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    x = sample()
+    scale, zero = inp["quantization"]
+    q = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    interpreter.set_tensor(inp["index"], q)
+    interpreter.invoke()
+    scale_out, zero_out = out["quantization"]
+    got = (interpreter.get_tensor(out["index"]).astype(np.float32) - zero_out) * scale_out
+    x = (q.astype(np.float32) - zero) * scale  # what the int8 model saw
+    pooled = MaxPoolingWithArgmax2D()(x)[0].numpy()
+    want = reference_unpool(x, pooled + 1.0)
+    np.testing.assert_array_equal(got != 0, want != 0)  # every value at its argmax, none leaked
+    np.testing.assert_allclose(got, want, atol=scale_out)  # within one output code
