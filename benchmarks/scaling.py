@@ -1,4 +1,5 @@
-"""Cost growth with input size: TFLite latency and peak memory at several resolutions.
+"""Cost growth with input size: latency and peak memory of the exported TFLite models at several
+resolutions.
 
 Convolution cost is linear in pixels, so ``ms per megapixel`` should stay flat; a rise shows a
 cache or memory-bandwidth limit (full-resolution maps of the first and last stages).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.artifacts import Artifacts
+from benchmarks.artifacts import EXPORT_VARIANT, Artifacts
 from benchmarks.inference import short_error
 from benchmarks.memory import peak_rss
 from benchmarks.runners import make_runner
@@ -32,7 +33,7 @@ def scaling_table(
             key = f"{art.label} {p}"
             row = {"model": art.name, "size": list(art.size), "precision": p, "error": None}
             try:
-                path = art.tflite("lowered", p)
+                path = art.tflite(EXPORT_VARIANT[p], p)  # what segnet-tf export ships
                 run = make_runner("tflite", path, art.image, threads)
                 run()
                 cases[key] = run

@@ -237,7 +237,8 @@ def check_nonnegative_pooling(model: keras.Model) -> None:
             if getattr(activation, "__name__", None) not in ("relu", "relu6"):
                 raise ValueError(
                     f"{model.name}: pooling {layer.name!r} reads {source.name!r}, not a ReLU "
-                    "output; the step lowering needs non-negative pooling inputs (use 'exact')"
+                    "output; the step lowering of the float32 and int8 exports needs "
+                    "non-negative pooling inputs (conv + batch norm + ReLU, as in every preset)"
                 )
 
 

@@ -20,14 +20,19 @@ __all__ = [
 ]
 
 
+MODEL_FILES = ("best.keras", "model.keras")  # in a run directory, in a shipped model folder
+
+
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
-    """Load a ``.keras`` file written by segnet-tf (custom layers are registered on import)."""
+    """Load a ``.keras`` file written by segnet-tf (custom layers are registered on import), or
+    the model of a run directory or a shipped model folder such as ``models/segnet-lite-camvid``."""
     path = Path(path)
-    if path.is_dir() and (path / "best.keras").is_file():
-        path = path / "best.keras"
+    if path.is_dir():
+        path = next((path / n for n in MODEL_FILES if (path / n).is_file()), path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"model {str(path)!r}: no such file (expected a .keras file or run dir)"
+            f"model {str(path)!r}: no such file (expected a .keras file, or a folder holding "
+            f"{' or '.join(MODEL_FILES)})"
         )
     try:
         return keras.models.load_model(path, compile=compile, safe_mode=False)

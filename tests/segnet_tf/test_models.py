@@ -106,3 +106,15 @@ def test_transfer_weights_copies_matching_layers_and_keeps_a_new_classifier(tmp_
     other.save(tmp_path / "other.keras")
     with pytest.raises(ValueError, match="no layer matches 'segnet-lite' by name and shape"):
         segnet_tf.models.transfer_weights(model, tmp_path / "other.keras")
+
+
+def test_load_model_finds_the_model_of_a_run_dir_or_a_shipped_folder(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = segnet_tf.build_model("segnet-basic", (32, 32, 3), 3)
+    for folder, name in (("run", "best.keras"), ("shipped", "model.keras")):
+        (tmp_path / folder).mkdir()
+        model.save(tmp_path / folder / name)
+        loaded = segnet_tf.load_model(tmp_path / folder)
+        np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(FileNotFoundError, match="a folder holding best.keras or model.keras"):
+        segnet_tf.load_model(tmp_path)
