@@ -233,8 +233,9 @@ def check_nonnegative_pooling(model: keras.Model) -> None:
     for layer in model.layers:
         if isinstance(layer, MaxPoolingWithArgmax2D):
             source = layer.input._keras_history.operation
-            activation = getattr(source, "activation", None)
-            if getattr(activation, "__name__", None) not in ("relu", "relu6"):
+            activation = getattr(getattr(source, "activation", None), "__name__", None)
+            plain_relu = isinstance(source, keras.layers.ReLU) and not source.negative_slope
+            if activation not in ("relu", "relu6") and not plain_relu:
                 raise ValueError(
                     f"{model.name}: pooling {layer.name!r} reads {source.name!r}, not a ReLU "
                     "output; the step lowering of the float32 and int8 exports needs "
