@@ -5,8 +5,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 import segnet_tf
 from export.lowering import (
@@ -21,6 +19,8 @@ from export.lowering import (
     lower_model,
     window_priority,
 )
+from export.savedmodel import save_serving_model
+from export.tflite import TFLiteModel, convert
 from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 
@@ -136,40 +136,28 @@ def test_step_lowering_refuses_pooling_inputs_that_can_be_negative():
     lower_model(model, "exact")  # no such assumption
 
 
-def test_int8_step_mask_is_exact_on_int8_codes():
+def test_int8_step_mask_is_exact_on_int8_codes(tmp_path):
     """Converted to int8, the step lowering puts every value at the argmax of the int8 codes:
     its 0/1 flags are exact codes, so no value leaks to a neighbour, ties included."""
-    shape = (1, 45, 61, 8)
-    x_in = keras.Input(shape[1:], batch_size=1)
+    shape = (45, 61, 8)
+    x_in = keras.Input(shape, batch_size=1)
     x = keras.layers.ReLU(max_value=ACTIVATION_RANGE)(x_in)  # an equalized pooling input
     pooled, mask = MaxPoolingWithMask2D("step", STEP_GAIN)(x)
     model = keras.Model(x_in, MaskedUnpooling2D("step")([pooled + 1.0, mask, x]))
     rng = np.random.default_rng(0)
 
     def sample():  # values on the int8 grid of [0, 6], a third of them 0: ties everywhere
-        codes = np.maximum(rng.integers(-128, 256, shape), 0)
+        codes = np.maximum(rng.integers(-128, 256, (1, *shape)), 0)
         return (codes * (ACTIVATION_RANGE / 255)).astype(np.float32)
 
-    serve = tf.function(model, input_signature=[tf.TensorSpec(shape)])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], model
-    )
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([sample()] for _ in range(8))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    interpreter = Interpreter(model_content=converter.convert())
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    x = sample()
-    scale, zero = inp["quantization"]
-    q = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-    interpreter.set_tensor(inp["index"], q)
-    interpreter.invoke()
-    scale_out, zero_out = out["quantization"]
-    got = (interpreter.get_tensor(out["index"]).astype(np.float32) - zero_out) * scale_out
-    x = (q.astype(np.float32) - zero) * scale  # what the int8 model saw
+    save_serving_model(model, tmp_path / "saved", batch_size=1)
+    calibration = [[sample()] for _ in range(8)]
+    runner = TFLiteModel(convert(tmp_path / "saved", "int8", lambda: iter(calibration)))
+    x = sample()[0]
+    got = runner(x)
+    scale, zero = runner.input["quantization"]
+    x = (runner.quantize_input(x).astype(np.float32) - zero) * scale  # what the int8 model saw
     pooled = MaxPoolingWithArgmax2D()(x)[0].numpy()
-    want = reference_unpool(x, pooled + 1.0)
+    want = reference_unpool(x, pooled + 1.0)[0]
     np.testing.assert_array_equal(got != 0, want != 0)  # every value at its argmax, none leaked
-    np.testing.assert_allclose(got, want, atol=scale_out)  # within one output code
+    np.testing.assert_allclose(got, want, atol=runner.output["quantization"][0])  # one code
