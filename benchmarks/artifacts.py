@@ -18,19 +18,34 @@ import tensorflow as tf
 
 from benchmarks.floor import floor_model
 from export.calibration import representative_dataset
-from export.lowering import FLOAT_STEP_GAIN, activation_peaks, equalize_activations, lower_model
+from export.lowering import (
+    FLOAT_STEP_GAIN,
+    POOLED_LOWERINGS,
+    activation_peaks,
+    equalize_activations,
+    lower_model,
+)
 from export.savedmodel import save_serving_model
 from export.tflite import convert
 from segnet_tf.data import render_scene
 from segnet_tf.models import build_model
 
-# lowered: export.lowering's ``exact`` (float exports); step / edgetpu: its int8 lowerings, with
-# equalized activations as ``segnet-tf export`` builds them; step-2^126: ``step`` with a gain that
-# saturates on any normal float difference (a float32 candidate); floor-resize: the floor with
-# RESIZE_NEAREST_NEIGHBOR upsampling.
-VARIANTS = ("reference", "lowered", "step", "edgetpu", "step-2^126", "floor", "floor-resize")
+# lowered: export.lowering's ``exact`` (float16 exports); step / step-conv / edgetpu: its int8
+# lowerings, with equalized activations as ``segnet-tf export`` builds them; <lowering>-2^126: a
+# pooled lowering with the gain that saturates on any normal float difference (float32 exports);
+# floor-resize: the floor with RESIZE_NEAREST_NEIGHBOR upsampling.
+INT8_LOWERINGS = ("step", "step-conv", "edgetpu")
+FLOAT_GAIN_SUFFIX = "-2^126"
+VARIANTS = (
+    "reference",
+    "lowered",
+    *INT8_LOWERINGS,
+    *(f"{lowering}{FLOAT_GAIN_SUFFIX}" for lowering in POOLED_LOWERINGS),
+    "floor",
+    "floor-resize",
+)
 # The variant that `segnet-tf export` ships for each TFLite precision (see export.exporter.FORMATS).
-EXPORT_VARIANT = {"float32": "step-2^126", "float16": "lowered", "int8": "step"}
+EXPORT_VARIANT = {"float32": "step-conv-2^126", "float16": "lowered", "int8": "step"}
 ONNX_OPSET = 17
 
 
@@ -85,12 +100,13 @@ class Artifacts:
             return self.model
         if variant == "lowered":
             return lower_model(self.model, "exact", batch_size=1)
-        if variant in ("step", "edgetpu"):
+        if variant in INT8_LOWERINGS:
             lowered = lower_model(self.model, variant, batch_size=1)
             equalize_activations(lowered, activation_peaks(self.model, self.calibration))
             return lowered
-        if variant == "step-2^126":
-            return lower_model(self.model, "step", batch_size=1, gain=FLOAT_STEP_GAIN)
+        if variant in VARIANTS and variant.endswith(FLOAT_GAIN_SUFFIX):
+            lowering = variant.removesuffix(FLOAT_GAIN_SUFFIX)
+            return lower_model(self.model, lowering, batch_size=1, gain=FLOAT_STEP_GAIN)
         if variant in ("floor", "floor-resize"):
             lowering = "edgetpu" if variant == "floor-resize" else "exact"
             return floor_model(self.model, batch_size=1, lowering=lowering)

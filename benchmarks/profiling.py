@@ -7,11 +7,16 @@ The TFLite Python interpreter has no per-op profiler, so this bisects by buildin
   inputs gives the nodes inside it, and every other node runs on TFLite's reference kernels
   (mostly single-threaded), between partitions.
 * **Timing** of the floor (with either upsampling) and of every ``export.lowering`` flavour
-  (``exact`` and ``edgetpu``: the mask at the input resolution; ``step``: at the pooled
-  resolution, with a gain of 2^126 in float32, EQUAL without EQUAL), interleaved, each with
+  (``exact`` and ``edgetpu``: the mask at the input resolution; ``step`` and ``step-conv``: at
+  the pooled resolution, with a gain of 2^126 in float32, EQUAL without EQUAL, and either
+  tie-break in either precision), interleaved, each with
   its overhead over the floor and its largest output difference from ``exact`` at the same
   precision (0 = the same network, bit for bit; int8 in codes, and equalized models have other
   output scales, so there it only says "not identical").
+* **Per stage and op group**: every pooling/unpooling pair of the model alone, at its own input
+  shape, built up one op group at a time (the floor's pooling + upsampling; the pooled layout,
+  ``space_to_depth`` and the broadcast MUL + ``depth_to_space`` of unpooling; the comparison step;
+  either tie-break), so the time each group adds is the difference of two rows.
 """
 
 from __future__ import annotations
@@ -20,13 +25,26 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from benchmarks.artifacts import Artifacts
 from benchmarks.inference import short_error
 from benchmarks.report import fmt, table
 from benchmarks.runners import make_runner
 from benchmarks.timing import interleaved
+from export.lowering import (
+    FLOAT_STEP_GAIN,
+    STEP_GAIN,
+    MaskedUnpooling2D,
+    grouped_is_max,
+    upsample_to,
+    window_mask,
+    window_phases,
+)
+from export.tflite import convert
+from segnet_tf.layers import MaxPoolingWithArgmax2D
 
 EXACT_ROW = "exact (input-res mask)"  # the reference of the max-diff column
 # (row name, Artifacts variant, precision)
@@ -34,11 +52,13 @@ CANDIDATES = (
     ("floor", "floor", "float32"),
     ("floor, RESIZE_NEAREST_NEIGHBOR", "floor-resize", "float32"),
     (EXACT_ROW, "lowered", "float32"),
-    ("step (pooled-res mask), gain 2^126 (float32 export)", "step-2^126", "float32"),
+    ("step-conv (pooled-res mask, conv ties), float32 export", "step-conv-2^126", "float32"),
+    ("step (pooled-res mask, product ties)", "step-2^126", "float32"),
     ("floor", "floor", "int8"),
     ("floor, RESIZE_NEAREST_NEIGHBOR", "floor-resize", "int8"),
     (EXACT_ROW, "lowered", "int8"),
-    ("step (pooled-res mask), equalized (int8 export)", "step", "int8"),
+    ("step (pooled-res mask, product ties), int8 export", "step", "int8"),
+    ("step-conv (pooled-res mask, conv ties), equalized", "step-conv", "int8"),
     ("edgetpu (input-res mask), equalized", "edgetpu", "int8"),
 )
 
@@ -105,7 +125,93 @@ def profile_table(
         exact = outputs.get(f"{EXACT_ROW}, {row['precision']}")
         if exact is not None and not row["variant"].startswith("floor"):
             row["max_abs_diff_vs_exact"] = float(np.max(np.abs(outputs[key] - exact)))
-    return {"model": art.name, "size": list(art.size), "threads": threads, "rows": rows}
+    log(f"profile: the pooling stages of {art.label}, op group by op group")
+    stages = stage_table(pooling_shapes(art.model), art.dir, threads, rounds, budget_s, log)
+    return {
+        "model": art.name,
+        "size": list(art.size),
+        "threads": threads,
+        "rows": rows,
+        "stages": stages,
+    }
+
+
+# (part, what it adds): cumulative, each row is the one above plus its op group
+STAGE_PARTS = (
+    ("floor", "MAX_POOL_2D + nearest upsampling"),
+    ("layout", "+ SPACE_TO_DEPTH; unpool = broadcast MUL + DEPTH_TO_SPACE"),
+    ("step", "+ the comparison: broadcast SUB + 1x1 DEPTHWISE step (no tie-break)"),
+    ("step-conv", "+ causal 1x7 DEPTHWISE tie-break (float32 export)"),
+    ("products", "step with product tie-break instead (int8 export)"),
+)
+
+
+def stage_graph(part: str, shape: tuple[int, int, int], gain: float) -> tf.Module:
+    """One pooling + unpooling at a pooling input of ``shape``, built up to ``part``, as a module
+    that ``tf.saved_model.save`` takes (so it converts with the exporter's own settings)."""
+
+    @tf.function(input_signature=[tf.TensorSpec((1, *shape), tf.float32)])
+    def stage(x):
+        pooled = tf.nn.max_pool2d(x, 2, 2, "SAME")
+        if part == "floor":
+            return upsample_to(pooled, shape[0], shape[1])
+        if part == "layout":  # the phases stand in for the mask: the same shapes, no comparison
+            mask = window_phases(x)
+        elif part == "step":
+            is_max = grouped_is_max(window_phases(x), pooled, gain)
+            mask = tf.reshape(is_max, (-1, *pooled.shape[1:3], 4 * shape[2]))
+        else:
+            mask = window_mask(x, pooled, gain, "step" if part == "products" else part)
+        return MaskedUnpooling2D("step")([pooled, mask, x])
+
+    module = tf.Module()
+    module.stage = stage
+    return module
+
+
+def pooling_shapes(model: keras.Model) -> list[tuple[int, int, int]]:
+    """Input shape of every argmax pooling of ``model``, encoder order."""
+    return [
+        tuple(layer.input.shape[1:])
+        for layer in model.layers
+        if isinstance(layer, MaxPoolingWithArgmax2D)
+    ]
+
+
+def stage_table(
+    shapes: list[tuple[int, int, int]],
+    work: Path,
+    threads: int,
+    rounds: int,
+    budget_s: float | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Every :data:`STAGE_PARTS` graph at every pooling input shape, float32 and int8, timed
+    interleaved; ``over_floor_ms`` is a row's median minus its stage's floor."""
+    rng = np.random.default_rng(0)
+    rows, calls, keys = [], {}, {}
+    for shape in shapes:
+        calibration = (rng.integers(0, 256, (4, *shape)) * (6 / 255)).astype(np.float32)
+        for precision in ("float32", "int8"):
+            gain = FLOAT_STEP_GAIN if precision == "float32" else STEP_GAIN
+            # an equalized pooling input: int8 codes of [0, 6] (not the image range of the model)
+            rep = (lambda c=calibration: ([x[None]] for x in c)) if precision == "int8" else None
+            for part, _ in STAGE_PARTS:
+                name = f"stage_{'x'.join(map(str, shape))}_{part}_{precision}"
+                module = stage_graph(part, shape, gain)
+                tf.saved_model.save(module, str(work / name), signatures=module.stage)
+                path = work / f"{name}.tflite"
+                path.write_bytes(convert(work / name, precision, rep))
+                keys[name] = (shape, part, precision)
+                calls[name] = make_runner("tflite", path, calibration[0], threads)
+    stats = interleaved(calls, rounds, warmup=1, budget_s=budget_s, log=log)
+    floors = {keys[n][::2]: st for n, st in stats.items() if keys[n][1] == "floor"}
+    for name, st in stats.items():
+        shape, part, precision = keys[name]
+        row = {"shape": list(shape), "part": part, "precision": precision, **st.to_dict()}
+        row["over_floor_ms"] = st.median_ms - floors[(shape, precision)].median_ms
+        rows.append(row)
+    return rows
 
 
 def profile_md(t: dict) -> str:
@@ -146,4 +252,41 @@ def profile_md(t: dict) -> str:
         "nodes outside",
         "ops outside XNNPACK",
     ]
-    return "\n".join([head, "", table(header, rows)]) + "\n"
+    return "\n".join([head, "", table(header, rows), "", stages_md(t)]) + "\n"
+
+
+def stages_md(t: dict) -> str:
+    """The per-stage table: one row per op group, float32 and int8 side by side, and totals."""
+    by_key = {(tuple(r["shape"]), r["part"], r["precision"]): r for r in t.get("stages", [])}
+    shapes = list(dict.fromkeys(tuple(r["shape"]) for r in t.get("stages", [])))
+    if not shapes:
+        return ""
+    rows = []
+    for shape in [*shapes, None]:
+        for part, adds in STAGE_PARTS:
+            cells = []
+            for precision in ("float32", "int8"):
+                picked = [by_key.get((s, part, precision)) for s in ([shape] if shape else shapes)]
+                if None in picked:
+                    cells += ["", ""]
+                    continue
+                cells += [
+                    fmt(sum(r["median_ms"] for r in picked), ".2f"),
+                    fmt(sum(r["over_floor_ms"] for r in picked), "+.2f"),
+                ]
+            label = "x".join(map(str, shape)) if shape else "all stages"
+            rows.append([label, part, adds, *cells])
+    header = [
+        "pooling input",
+        "graph",
+        "what it adds",
+        "float32 ms",
+        "float32 over floor ms",
+        "int8 ms",
+        "int8 over floor ms",
+    ]
+    head = (
+        "Each pooling + unpooling alone (batch 1, medians, interleaved), built up op group by op "
+        "group; the overhead of each lowering is its row's 'over floor'."
+    )
+    return "\n".join([head, "", table(header, rows)])

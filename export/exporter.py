@@ -57,7 +57,12 @@ FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
         Format(
-            "tflite", "model.tflite", "float32", "step", "float32, builtin ops", FLOAT_STEP_GAIN
+            "tflite",
+            "model.tflite",
+            "float32",
+            "step-conv",
+            "float32, builtin ops",
+            FLOAT_STEP_GAIN,
         ),
         Format("fp16", "model_fp16.tflite", "float16", "exact", "float16 weights (GPU delegate)"),
         Format("int8", "model_int8.tflite", "int8", "step", "full int8 (ARM CPU, XNNPACK, NNAPI)"),

@@ -10,22 +10,28 @@ therefore emits a one-hot *switch mask*, and unpooling writes each value where i
 
 Two layouts of the mask (``LOWERINGS``):
 
-* ``step`` (float32 and int8 cpu exports): the mask lives at the *pooled* resolution, one channel
-  group per window position (``space_to_depth`` order), so every comparison runs on a quarter of
-  the pixels and nothing is upsampled before unpooling::
+* ``step`` (int8 cpu exports) and ``step-conv`` (float32 exports): the mask lives at the *pooled*
+  resolution, one channel group per window position (``space_to_depth`` order), so every
+  comparison runs on a quarter of the pixels and nothing is upsampled before unpooling::
 
       x0, x1, x2, x3 = space_to_depth(x)             # the four positions of every window
-      e_k            = x_k == max_pool(x)             # k = 0, 1, 2 (x3 is implied)
-      mask           = e0, (1-e0) e1, (1-e0)(1-e1) e2, (1-e0)(1-e1)(1-e2)
+      e_k            = x_k == max_pool(x)
+      mask_k         = e_k and not (e_0 or ... or e_{k-1})
       unpooled       = depth_to_space(mask * y)       # y broadcast over the four groups
 
   Equality is a step, ``relu(1 - gain * (max - x_k))`` (``max - x_k >= 0``): one SUB and one 1x1
   DEPTHWISE_CONV_2D with bias and fused ReLU, which XNNPACK runs (EQUAL and SELECT_V2 it does not).
-  In float32 ``FLOAT_STEP_GAIN`` saturates on every difference of at least the smallest normal
-  float, so the step equals EQUAL. In int8, with :func:`equalize_activations`, every pooling input
-  spans [0, 6], one code is 6/255 and ``STEP_GAIN`` (two codes' worth) saturates on any difference
-  int8 can represent; the step's output range is exactly [0, 1], so 1 is an exact int8 code and the
-  products and differences above stay exactly 0 or 1.
+  The tie-break is where the two differ. ``step`` slices e_0..e_2 out and multiplies:
+  ``e0, (1-e0) e1, (1-e0)(1-e1) e2, (1-e0)(1-e1)(1-e2)`` (five small ops on int8 codes).
+  ``step-conv`` steps all four groups at once and writes the rule as one causal depthwise
+  convolution along the group axis, ``mask_k = relu(e_k - e_0 - ... - e_{k-1})`` (no slices, no
+  concatenation: cheaper in float32, where every copy moves four bytes per value; in int8 on x86
+  the five small ops win). In float32 ``FLOAT_STEP_GAIN`` saturates on every difference of at
+  least the smallest normal float, so the step equals EQUAL. In int8, with
+  :func:`equalize_activations`, every pooling input spans [0, 6], one code is 6/255 and
+  ``STEP_GAIN`` (two codes' worth) saturates on any difference int8 can represent; the step's
+  output range is exactly [0, 1], so 1 is an exact int8 code and the products and differences
+  above stay exactly 0 or 1.
 * ``exact`` (float16 exports) and ``edgetpu`` (the Edge TPU has no DEPTH_TO_SPACE, EQUAL, SELECT
   or CAST, and takes no rank-5 tensor): the mask lives at the input resolution::
 
@@ -43,10 +49,10 @@ get few levels and their 2x2 windows tie after rounding, moving unpooled values 
 float argmax. :func:`equalize_activations` rescales every ReLU channel to [0, 6] (compensated in
 the next convolution, so the function is unchanged).
 
-Odd sizes: SAME pooling maps 45 -> 23. ``step`` pads the pooling input with a zero row (never a
-first maximum: every SegNet pooling input is a ReLU output, >= 0, and padding comes last in its
-window) and crops the unpooled map back to 45 with a stride-1 slice; the full-resolution layout
-upsamples to 46 and crops likewise.
+Odd sizes: SAME pooling maps 45 -> 23. The pooled layouts pad the pooling input with a zero row
+(never a first maximum: every SegNet pooling input is a ReLU output, >= 0, and padding comes last
+in its window) and crop the unpooled map back to 45 with a stride-1 slice; the full-resolution
+layout upsamples to 46 and crops likewise.
 """
 
 from __future__ import annotations
@@ -57,11 +63,12 @@ import tensorflow as tf
 
 from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D, MonteCarloDropout
 
-LOWERINGS = ("exact", "step", "edgetpu")
+LOWERINGS = ("exact", "step", "step-conv", "edgetpu")
+POOLED_LOWERINGS = ("step", "step-conv")  # the mask at the pooled resolution
 ACTIVATION_RANGE = 6.0  # every equalized ReLU output spans [0, 6] (a fused ReLU6)
 STEP_GAIN = 2 * 255 / ACTIVATION_RANGE  # two int8 codes of a [0, 6] tensor saturate the step
 # float32: any difference of at least the smallest normal float (2^-126) saturates the step (inf
-# included), so ``step`` equals EQUAL on every finite input bar subnormal differences, and unlike
+# included), so the step equals EQUAL on every finite input bar subnormal differences, and unlike
 # EQUAL/SELECT_V2 it runs inside XNNPACK. Not for float16, where 2^126 overflows.
 FLOAT_STEP_GAIN = 2.0**126
 WINDOW = 4  # positions of a 2x2 pooling window
@@ -104,13 +111,31 @@ def step_is_max(gap: tf.Tensor, gain: float) -> tf.Tensor:
     return tf.nn.relu(tf.nn.depthwise_conv2d(gap, kernel, [1, 1, 1, 1], "VALID") + bias)
 
 
-def window_mask(x: tf.Tensor, pooled: tf.Tensor, gain: float) -> tf.Tensor:
-    """``[N, h, w, 4C]``: 1.0 in the channel group of the window position holding the first
-    maximum, in ``space_to_depth`` order (the ``step`` layout). ``x`` must be >= 0 (ReLU'd)."""
-    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+def window_phases(x: tf.Tensor) -> tf.Tensor:
+    """``[N, h, w, 4C]``: the four positions of every 2x2 window (``space_to_depth`` order), odd
+    maps zero-padded first (exact on ReLU outputs: a 0 is never the first maximum there)."""
+    height, width = x.shape[1], x.shape[2]
     if height % 2 or width % 2:
         x = tf.pad(x, [[0, 0], [0, height % 2], [0, width % 2], [0, 0]])
-    phases = tf.nn.space_to_depth(x, 2)
+    return tf.nn.space_to_depth(x, 2)
+
+
+def grouped_is_max(phases: tf.Tensor, pooled: tf.Tensor, gain: float) -> tf.Tensor:
+    """``[N, h*w, 4, C]``: e_k of every window position at once, the groups along the width
+    (one broadcast SUB against the pooled map, one step)."""
+    _, h, w, channels = pooled.shape
+    grouped = tf.reshape(phases, (-1, h * w, WINDOW, channels))
+    return step_is_max(tf.reshape(pooled, (-1, h * w, 1, channels)) - grouped, gain)
+
+
+def window_mask(x: tf.Tensor, pooled: tf.Tensor, gain: float, lowering: str = "step") -> tf.Tensor:
+    """``[N, h, w, 4C]``: 1.0 in the channel group of the window position holding the first
+    maximum, in ``space_to_depth`` order (the pooled layouts). ``x`` must be >= 0 (ReLU'd)."""
+    phases = window_phases(x)
+    if lowering == "step-conv":
+        first = first_in_window(grouped_is_max(phases, pooled, gain))
+        return tf.reshape(first, (-1, *pooled.shape[1:3], WINDOW * pooled.shape[3]))
+    channels = x.shape[3]
     e0, e1, e2 = (
         step_is_max(pooled - phases[..., k * channels : (k + 1) * channels], gain)
         for k in range(WINDOW - 1)
@@ -120,6 +145,18 @@ def window_mask(x: tf.Tensor, pooled: tf.Tensor, gain: float) -> tf.Tensor:
     not_first_two = not_first - m1
     m2 = not_first_two * e2
     return tf.concat([e0, m1, m2, not_first_two - m2], axis=-1)
+
+
+def first_in_window(is_max: tf.Tensor) -> tf.Tensor:
+    """``relu(e_k - e_0 - ... - e_{k-1})`` along axis 2 (the 4 window positions) of 0/1 flags:
+    1 only at the first 1. A depthwise 1x7 SAME convolution with taps -1, -1, -1, 1, 0, 0, 0:
+    output k reads inputs k-3..k+3, zero-padded, so it sees exactly the positions before k."""
+    channels = is_max.shape[-1]
+    taps = np.zeros((1, 2 * WINDOW - 1, channels, 1), np.float32)
+    taps[0, : WINDOW - 1] = -1.0
+    taps[0, WINDOW - 1] = 1.0
+    kernel = tf.constant(taps, dtype=is_max.dtype)
+    return tf.nn.relu(tf.nn.depthwise_conv2d(is_max, kernel, [1, 1, 1, 1], "SAME"))
 
 
 def first_max_mask(x: tf.Tensor, pooled: tf.Tensor, lowering: str, gain: float) -> tf.Tensor:
@@ -153,14 +190,14 @@ class MaxPoolingWithMask2D(keras.layers.Layer):
 
     def call(self, inputs):
         pooled = tf.nn.max_pool2d(inputs, 2, 2, "SAME")
-        if self.lowering == "step":
-            return pooled, window_mask(inputs, pooled, self.gain)
+        if self.lowering in POOLED_LOWERINGS:
+            return pooled, window_mask(inputs, pooled, self.gain, self.lowering)
         return pooled, first_max_mask(inputs, pooled, self.lowering, self.gain)
 
     def compute_output_spec(self, inputs):
         n, h, w, c = inputs.shape
         pooled = keras.KerasTensor((n, -(-h // 2), -(-w // 2), c), dtype=inputs.dtype)
-        if self.lowering == "step":
+        if self.lowering in POOLED_LOWERINGS:
             mask = keras.KerasTensor((*pooled.shape[:3], WINDOW * c), dtype=inputs.dtype)
         else:
             mask_dtype = "bool" if self.lowering == "exact" else inputs.dtype
@@ -185,7 +222,7 @@ class MaskedUnpooling2D(keras.layers.Layer):
     def call(self, inputs):
         updates, mask, reference = inputs
         height, width = reference.shape[1], reference.shape[2]
-        if self.lowering == "step":
+        if self.lowering in POOLED_LOWERINGS:
             _, h, w, c = updates.shape
             grouped = tf.reshape(mask, (-1, h, w, WINDOW, c)) * updates[:, :, :, None, :]
             up = tf.nn.depth_to_space(tf.reshape(grouped, (-1, h, w, WINDOW * c)), 2)
@@ -212,12 +249,13 @@ def lower_model(
     """Rebuild ``model`` with builtin-op pooling/unpooling, sharing its weights.
 
     Monte Carlo dropout becomes identity (deterministic inference). ``gain`` is the step gain of
-    ``step``/``edgetpu``, right for activations equalized by :func:`equalize_activations`. A static
-    ``batch_size`` gives the static shapes that TFLite accelerators want.
+    the step lowerings (all but ``exact``), right for activations equalized by
+    :func:`equalize_activations`. A static ``batch_size`` gives the static shapes that TFLite
+    accelerators want.
     """
     if lowering not in LOWERINGS:
         raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
-    if lowering == "step":
+    if lowering in POOLED_LOWERINGS:
         check_nonnegative_pooling(model)
     return rebuild(
         model,
@@ -228,7 +266,7 @@ def lower_model(
 
 
 def check_nonnegative_pooling(model: keras.Model) -> None:
-    """``step`` pads odd maps with zeros, which is exact only on ReLU outputs: check each pooling
+    """The pooled layouts pad odd maps with zeros, exact only on ReLU outputs: check each pooling
     input comes from a ReLU (every SegNet preset's does)."""
     for layer in model.layers:
         if isinstance(layer, MaxPoolingWithArgmax2D):

@@ -15,13 +15,19 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import run as bench
-from benchmarks.artifacts import FLOAT_STEP_GAIN
 from benchmarks.floor import NearestUnpool2D, PlainMaxPool2D, floor_model
 from benchmarks.flops import conv_flops, forward_flops
 from benchmarks.memory import peak_rss
-from benchmarks.profiling import delegation
+from benchmarks.profiling import (
+    STAGE_PARTS,
+    delegation,
+    pooling_shapes,
+    stage_graph,
+    stage_table,
+    stages_md,
+)
 from benchmarks.timing import interleaved, summarize
-from export.lowering import lower_model
+from export.lowering import FLOAT_STEP_GAIN, POOLED_LOWERINGS, lower_model
 from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 from segnet_tf.models import build_model
 
@@ -138,11 +144,12 @@ def test_floor_model_shares_weights_and_drops_the_switches():
         np.testing.assert_array_equal(a, b)
 
 
-def test_float_step_with_a_huge_gain_is_the_argmax_network():
-    """The profile's float32 candidate: ``step`` saturating on any normal float difference."""
+@pytest.mark.parametrize("lowering", POOLED_LOWERINGS)
+def test_float_step_with_a_huge_gain_is_the_argmax_network(lowering):
+    """The profile's float32 candidates: steps saturating on any normal float difference."""
     model = build_model("segnet-lite", (45, 61, 3), 6)
     image = np.random.default_rng(0).uniform(0, 255, (1, 45, 61, 3)).astype(np.float32)
-    lowered = lower_model(model, "step", batch_size=1, gain=FLOAT_STEP_GAIN)
+    lowered = lower_model(model, lowering, batch_size=1, gain=FLOAT_STEP_GAIN)
     np.testing.assert_array_equal(lowered(image).numpy(), model(image).numpy())
 
 
@@ -205,3 +212,31 @@ def test_gpu_code_path_runs_on_the_cpu():
     assert t["forward_gflop"] == pytest.approx(
         forward_flops(build_model("segnet-lite", (64, 96, 3))) / 1e9
     )
+
+
+@pytest.mark.parametrize("part", ["step-conv", "products"])
+def test_stage_graphs_of_a_whole_lowering_unpool_at_the_argmax(part):
+    """The per-stage profile times real lowerings: its full graphs equal index unpooling."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.integers(-2, 3, (1, 9, 13, 4)), 0).astype(np.float32)  # ties, odd sizes
+    gain = 1.0  # integer maps: differences of at least 1 saturate a gain of 1
+    got = stage_graph(part, x.shape[1:], gain).stage(x).numpy()
+    pooled, indices = MaxPoolingWithArgmax2D()(x)
+    np.testing.assert_array_equal(got, MaxUnpooling2D()([pooled, indices, x]).numpy())
+    floor = stage_graph("floor", x.shape[1:], gain).stage(x).numpy()
+    np.testing.assert_array_equal(floor[:, ::2, ::2], pooled.numpy())  # nearest upsampling
+
+
+def test_stage_table_times_every_graph_of_every_stage(tmp_path):
+    model = build_model("segnet-basic", (32, 48, 3), 4)
+    assert pooling_shapes(model) == [(32, 48, 64), (16, 24, 64), (8, 12, 64), (4, 6, 64)]
+    rows = stage_table([(8, 12, 4)], tmp_path, threads=1, rounds=2)
+    assert {(r["part"], r["precision"]) for r in rows} == {
+        (part, precision) for part, _ in STAGE_PARTS for precision in ("float32", "int8")
+    }
+    for r in rows:
+        assert r["n"] == 2 and r["median_ms"] > 0
+        if r["part"] == "floor":
+            assert r["over_floor_ms"] == 0.0
+    text = stages_md({"stages": rows})
+    assert text.count("| all stages |") == len(STAGE_PARTS)

@@ -11,6 +11,7 @@ from export.lowering import (
     ACTIVATION_RANGE,
     FLOAT_STEP_GAIN,
     LOWERINGS,
+    POOLED_LOWERINGS,
     STEP_GAIN,
     MaskedUnpooling2D,
     MaxPoolingWithMask2D,
@@ -88,13 +89,14 @@ def test_matches_reference_on_tie_heavy_maps(shape, lowering):
     np.testing.assert_array_equal(lowered_unpool(x, y, lowering), reference_unpool(x, y))
 
 
-def test_float_step_equals_equality_on_continuous_maps():
+@pytest.mark.parametrize("lowering", POOLED_LOWERINGS)
+def test_float_step_equals_equality_on_continuous_maps(lowering):
     rng = np.random.default_rng(7)
     x = np.maximum(rng.normal(size=(2, 45, 61, 8)), 0).astype(np.float32)  # half zeros: ties
     x[0, 0, 1, 0] = np.nextafter(x[0, 0, 0, 0], np.float32(np.inf))  # one ulp apart
     x[1, 2, 2, 1] = x[1, 2, 3, 1] = 3e38  # near float32's maximum: gain * difference overflows
     y = rng.normal(size=(2, 23, 31, 8)).astype(np.float32)
-    got = lowered_unpool(x, y, "step", FLOAT_STEP_GAIN)
+    got = lowered_unpool(x, y, lowering, FLOAT_STEP_GAIN)
     np.testing.assert_array_equal(got, reference_unpool(x, y))
 
 
@@ -136,14 +138,15 @@ def test_step_lowering_refuses_pooling_inputs_that_can_be_negative():
     lower_model(model, "exact")  # no such assumption
 
 
-def test_int8_step_mask_is_exact_on_int8_codes(tmp_path):
-    """Converted to int8, the step lowering puts every value at the argmax of the int8 codes:
-    its 0/1 flags are exact codes, so no value leaks to a neighbour, ties included."""
+@pytest.mark.parametrize("lowering", POOLED_LOWERINGS)
+def test_int8_step_mask_is_exact_on_int8_codes(lowering, tmp_path):
+    """Converted to int8, the pooled lowerings put every value at the argmax of the int8 codes:
+    their 0/1 flags are exact codes, so no value leaks to a neighbour, ties included."""
     shape = (45, 61, 8)
     x_in = keras.Input(shape, batch_size=1)
     x = keras.layers.ReLU(max_value=ACTIVATION_RANGE)(x_in)  # an equalized pooling input
-    pooled, mask = MaxPoolingWithMask2D("step", STEP_GAIN)(x)
-    model = keras.Model(x_in, MaskedUnpooling2D("step")([pooled + 1.0, mask, x]))
+    pooled, mask = MaxPoolingWithMask2D(lowering, STEP_GAIN)(x)
+    model = keras.Model(x_in, MaskedUnpooling2D(lowering)([pooled + 1.0, mask, x]))
     rng = np.random.default_rng(0)
 
     def sample():  # values on the int8 grid of [0, 6], a third of them 0: ties everywhere
