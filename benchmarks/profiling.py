@@ -157,9 +157,8 @@ def stage_graph(part: str, shape: tuple[int, int, int], gain: float) -> tf.Modul
             return upsample_to(pooled, shape[0], shape[1])
         if part == "layout":  # the phases stand in for the mask: the same shapes, no comparison
             mask = window_phases(x)
-        elif part == "step":
-            is_max = grouped_is_max(window_phases(x), pooled, gain)
-            mask = tf.reshape(is_max, (-1, *pooled.shape[1:3], 4 * shape[2]))
+        elif part == "step":  # [N, h*w, 4, C]: unpooling reshapes it to its groups anyway
+            mask = grouped_is_max(window_phases(x), pooled, gain)
         else:
             mask = window_mask(x, pooled, gain, "step" if part == "products" else part)
         return MaskedUnpooling2D("step")([pooled, mask, x])
