@@ -18,6 +18,7 @@ from export.calibration import CalibrationError
 from export.cli import export_command
 from export.edgetpu import EDGETPU_OPS
 from export.tflite import TFLiteModel, inspect_model
+from segnet_tf.data import render_scene
 
 SIZE = (45, 61)
 
@@ -74,15 +75,31 @@ def int8_export(trained_lite, tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.mark.slow
-def test_int8_exports_stay_within_tolerance(int8_export):
-    _, report = int8_export
+def test_int8_exports_stay_within_tolerance(int8_export, trained_lite):
+    out, report = int8_export
     models = report["parity"]["models"]
     print(json.dumps(report["parity"], indent=1))
     assert report["parity"]["keras_miou"] > 0.1  # the fixture learned something (random: ~0.02)
+    # The one-minute fixture has many near-tied pixels, and which of them flip under int8 rounding
+    # depends on the CPU that trained it: overall agreement 0.950 on an AVX2 CPU, above on AVX-512.
     for name in ("int8", "edgetpu"):
-        assert models[name]["pixel_agreement"] >= 0.95, name
+        assert models[name]["pixel_agreement"] >= 0.93, name
         assert abs(models[name]["miou_delta_points"]) <= 3.0, name
     assert models["fp16"]["pixel_agreement"] >= 0.995
+    # Where the float model is decided (top-2 margin over a tenth of its logit spread, about two
+    # thirds of the pixels), int8 keeps its class: 99.8 % measured; a misplaced unpooling is not.
+    scenes = [render_scene(seed, SIZE)[0] for seed in range(1000, 1012)]
+    images = np.stack(scenes).astype(np.float32)
+    want = keras.models.load_model(trained_lite).predict(images, verbose=0)
+    top2 = np.sort(want, -1)[..., -2:]
+    spread = np.percentile(want, 99) - np.percentile(want, 1)
+    decided = top2[..., 1] - top2[..., 0] > 0.1 * spread
+    assert decided.mean() > 0.4
+    for filename in ("model_int8.tflite", "model_edgetpu.tflite"):
+        runner = TFLiteModel((out / filename).read_bytes())
+        got = np.stack([runner(image) for image in images])
+        agree = got.argmax(-1)[decided] == want.argmax(-1)[decided]
+        assert agree.mean() >= 0.99, filename
 
 
 @pytest.mark.slow
