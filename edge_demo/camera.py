@@ -249,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
-        help="a .tflite file, or a folder with model_int8.tflite / model.tflite "
-        f"(the Edge TPU model with --edgetpu); default: {DEFAULT_MODEL_DIR}",
+        help="a .tflite file, or a folder with model_int8.tflite / model.tflite (the Edge TPU "
+        "model with --edgetpu, model_fp16.tflite first with a GPU --delegate); default: "
+        f"{DEFAULT_MODEL_DIR}",
     )
     model.add_argument("--labels", help="labels.json (default: the one beside the model)")
     model.add_argument("--threads", type=_at_least(1), default=os.cpu_count(), help="CPU threads")

@@ -155,10 +155,15 @@ def test_model_errors_are_clear(edge_models, tmp_path, monkeypatch):
         load_model(None)
 
 
-def test_resolve_model_path_prefers_int8_then_edgetpu_with_flag(tmp_path):
+def test_resolve_model_path_picks_the_file_for_the_target(tmp_path):
     for name in ("model.tflite", "model_int8.tflite", "model_edgetpu.tflite"):
         (tmp_path / name).write_bytes(b"")
     assert resolve_model_path(tmp_path).name == "model_int8.tflite"
+    gpu = "/usr/lib/aarch64-linux-gnu/libtensorflowlite_gpu_delegate.so"
+    assert resolve_model_path(tmp_path, delegate=gpu).name == "model.tflite"
+    (tmp_path / "model_fp16.tflite").write_bytes(b"")
+    assert resolve_model_path(tmp_path, delegate=gpu).name == "model_fp16.tflite"
+    assert resolve_model_path(tmp_path, delegate="libvx_delegate.so").name == "model_int8.tflite"
     assert resolve_model_path(tmp_path, edgetpu=True).name == "model_edgetpu.tflite"
     (tmp_path / "model_edgetpu_compiled.tflite").write_bytes(b"")
     assert resolve_model_path(tmp_path, edgetpu=True).name == "model_edgetpu_compiled.tflite"
