@@ -87,7 +87,8 @@ def test_int8_exports_stay_within_tolerance(int8_export, trained_lite):
         assert abs(models[name]["miou_delta_points"]) <= 3.0, name
     assert models["fp16"]["pixel_agreement"] >= 0.995
     # Where the float model is decided (top-2 margin over a tenth of its logit spread, about two
-    # thirds of the pixels), int8 keeps its class: 99.8 % measured; a misplaced unpooling is not.
+    # thirds of the pixels), int8 keeps its class: 99.8 % measured. Unpooling to wrong positions
+    # fails both checks (a tie-break writing to every tied position: 0.58 overall).
     scenes = [render_scene(seed, SIZE)[0] for seed in range(1000, 1012)]
     images = np.stack(scenes).astype(np.float32)
     want = keras.models.load_model(trained_lite).predict(images, verbose=0)
