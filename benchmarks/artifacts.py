@@ -15,22 +15,24 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-
-from benchmarks.floor import floor_model
-from export.calibration import representative_dataset
-from export.lowering import (
-    FLOAT_STEP_GAIN,
-    POOLED_LOWERINGS,
+from segnet_tf.export.calibration import representative_dataset
+from segnet_tf.export.lowering import (
     activation_peaks,
     equalize_activations,
     lower_model,
 )
-from export.savedmodel import save_serving_model
-from export.tflite import convert
+from segnet_tf.export.savedmodel import save_serving_model
+from segnet_tf.export.tflite import convert
+
+from benchmarks.floor import floor_model
 from segnet_tf.data import render_scene
+from segnet_tf.layers import (
+    FLOAT_STEP_GAIN,
+    POOLED_LOWERINGS,
+)
 from segnet_tf.models import build_model
 
-# lowered: export.lowering's ``exact`` (float16 exports); step / step-conv / edgetpu: its int8
+# lowered: the ``exact`` lowering (float16 exports); step / step-conv / edgetpu: the int8
 # lowerings, with equalized activations as ``segnet-tf export`` builds them; <lowering>-2^126: a
 # pooled lowering with the gain that saturates on any normal float difference (float32 exports);
 # floor-resize: the floor with RESIZE_NEAREST_NEIGHBOR upsampling.
@@ -44,7 +46,7 @@ VARIANTS = (
     "floor",
     "floor-resize",
 )
-# The variant that `segnet-tf export` ships for each TFLite precision (see export.exporter.FORMATS).
+# The variant that `segnet-tf export` ships for each TFLite precision (exporter.FORMATS).
 EXPORT_VARIANT = {"float32": "step-conv-2^126", "float16": "lowered", "int8": "step"}
 ONNX_OPSET = 17
 

@@ -2,15 +2,21 @@
 
 Not a SegNet (it forgets where the maxima were), only the cost of its convolutions, pooling and
 upsampling: the lowering's overhead is the latency of the lowered network over this one. The
-clone mirrors :func:`export.lowering.lower_model`, layer for layer, so both convert the same way.
+clone mirrors :func:`segnet_tf.export.lowering.lower_model`, layer for layer, so both convert
+the same way.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+from segnet_tf.export.lowering import (
+    rebuild,
+)
 
-from export.lowering import rebuild, upsample_to
+from segnet_tf.layers import (
+    upsample_to,
+)
 
 
 class PlainMaxPool2D(keras.layers.Layer):
@@ -28,8 +34,8 @@ class PlainMaxPool2D(keras.layers.Layer):
 
 class NearestUnpool2D(keras.layers.Layer):
     """Stands in for index unpooling: nearest-neighbour 2x upsampling to the reference's size,
-    written as ``export.lowering``'s ``lowering`` writes it (DEPTH_TO_SPACE, or for ``edgetpu``
-    RESIZE_NEAREST_NEIGHBOR)."""
+    written as the masked unpooling's ``lowering`` writes it (DEPTH_TO_SPACE, or for
+    ``edgetpu`` RESIZE_NEAREST_NEIGHBOR)."""
 
     def __init__(self, lowering: str = "exact", **kwargs):
         super().__init__(**kwargs)

@@ -6,7 +6,7 @@ The TFLite Python interpreter has no per-op profiler, so this bisects by buildin
   one DELEGATE node per partition XNNPACK took; walking back from each partition's outputs to its
   inputs gives the nodes inside it, and every other node runs on TFLite's reference kernels
   (mostly single-threaded), between partitions.
-* **Timing** of the floor (with either upsampling) and of every ``export.lowering`` flavour
+* **Timing** of the floor (with either upsampling) and of every lowering flavour
   (``exact`` and ``edgetpu``: the mask at the input resolution; ``step`` and ``step-conv``: at
   the pooled resolution, with a gain of 2^126 in float32, EQUAL without EQUAL, and either
   tie-break in either precision), interleaved, each with
@@ -28,23 +28,23 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from segnet_tf.export.tflite import convert
 
 from benchmarks.artifacts import Artifacts
 from benchmarks.inference import short_error
-from benchmarks.report import fmt, table
+from benchmarks.report import STAGE_PARTS
 from benchmarks.runners import make_runner
 from benchmarks.timing import interleaved
-from export.lowering import (
+from segnet_tf.layers import (
     FLOAT_STEP_GAIN,
     STEP_GAIN,
     MaskedUnpooling2D,
+    MaxPoolingWithArgmax2D,
     grouped_is_max,
     upsample_to,
     window_mask,
     window_phases,
 )
-from export.tflite import convert
-from segnet_tf.layers import MaxPoolingWithArgmax2D
 
 EXACT_ROW = "exact (input-res mask)"  # the reference of the max-diff column
 # (row name, Artifacts variant, precision)
@@ -136,16 +136,6 @@ def profile_table(
     }
 
 
-# (part, what it adds): cumulative, each row is the one above plus its op group
-STAGE_PARTS = (
-    ("floor", "MAX_POOL_2D + nearest upsampling"),
-    ("layout", "+ SPACE_TO_DEPTH; unpool = broadcast MUL + DEPTH_TO_SPACE"),
-    ("step", "+ the comparison: broadcast SUB + 1x1 DEPTHWISE step (no tie-break)"),
-    ("step-conv", "+ causal 1x7 DEPTHWISE tie-break (float32 export)"),
-    ("products", "step with product tie-break instead (int8 export)"),
-)
-
-
 def stage_graph(part: str, shape: tuple[int, int, int], gain: float) -> tf.Module:
     """One pooling + unpooling at a pooling input of ``shape``, built up to ``part``, as a module
     that ``tf.saved_model.save`` takes (so it converts with the exporter's own settings)."""
@@ -211,81 +201,3 @@ def stage_table(
         row["over_floor_ms"] = st.median_ms - floors[(shape, precision)].median_ms
         rows.append(row)
     return rows
-
-
-def profile_md(t: dict) -> str:
-    head = (
-        f"### Profile: {t['model']} {t['size'][0]}x{t['size'][1]}, lowering formulations, "
-        f"{t['threads']} threads"
-    )
-    rows = []
-    for r in t["rows"]:
-        if r.get("error"):
-            rows.append([r["name"], r["precision"], "error", "", "", "", "", "", "", r["error"]])
-            continue
-        over = r.get("overhead_vs_floor")
-        outside = ", ".join(f"{op} x{n}" for op, n in r["outside_xnnpack"].items()) or "none"
-        rows.append(
-            [
-                r["name"],
-                r["precision"],
-                fmt(r.get("median_ms")),
-                fmt(r.get("p95_ms")),
-                fmt(r.get("min_ms")),
-                fmt(None if over is None else 100 * over, "+.1f"),
-                fmt(r.get("max_abs_diff_vs_exact"), ".2g"),
-                r["partitions"],
-                f"{sum(r['outside_xnnpack'].values())}/{r['nodes']}",
-                outside,
-            ]
-        )
-    header = [
-        "formulation",
-        "TFLite",
-        "median ms",
-        "p95 ms",
-        "min ms",
-        "over floor %",
-        "max diff vs exact (int8: codes)",
-        "XNNPACK partitions",
-        "nodes outside",
-        "ops outside XNNPACK",
-    ]
-    return "\n".join([head, "", table(header, rows), "", stages_md(t)]) + "\n"
-
-
-def stages_md(t: dict) -> str:
-    """The per-stage table: one row per op group, float32 and int8 side by side, and totals."""
-    by_key = {(tuple(r["shape"]), r["part"], r["precision"]): r for r in t.get("stages", [])}
-    shapes = list(dict.fromkeys(tuple(r["shape"]) for r in t.get("stages", [])))
-    if not shapes:
-        return ""
-    rows = []
-    for shape in [*shapes, None]:
-        for part, adds in STAGE_PARTS:
-            cells = []
-            for precision in ("float32", "int8"):
-                picked = [by_key.get((s, part, precision)) for s in ([shape] if shape else shapes)]
-                if None in picked:
-                    cells += ["", ""]
-                    continue
-                cells += [
-                    fmt(sum(r["median_ms"] for r in picked), ".2f"),
-                    fmt(sum(r["over_floor_ms"] for r in picked), "+.2f"),
-                ]
-            label = "x".join(map(str, shape)) if shape else "all stages"
-            rows.append([label, part, adds, *cells])
-    header = [
-        "pooling input",
-        "graph",
-        "what it adds",
-        "float32 ms",
-        "float32 over floor ms",
-        "int8 ms",
-        "int8 over floor ms",
-    ]
-    head = (
-        "Each pooling + unpooling alone (batch 1, medians, interleaved), built up op group by op "
-        "group; the overhead of each lowering is its row's 'over floor'."
-    )
-    return "\n".join([head, "", table(header, rows)])

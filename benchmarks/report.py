@@ -306,8 +306,97 @@ def environment_md(env: dict) -> str:
     )
 
 
+def profile_md(t: dict) -> str:
+    head = (
+        f"### Profile: {t['model']} {t['size'][0]}x{t['size'][1]}, lowering formulations, "
+        f"{t['threads']} threads"
+    )
+    rows = []
+    for r in t["rows"]:
+        if r.get("error"):
+            rows.append([r["name"], r["precision"], "error", "", "", "", "", "", "", r["error"]])
+            continue
+        over = r.get("overhead_vs_floor")
+        outside = ", ".join(f"{op} x{n}" for op, n in r["outside_xnnpack"].items()) or "none"
+        rows.append(
+            [
+                r["name"],
+                r["precision"],
+                fmt(r.get("median_ms")),
+                fmt(r.get("p95_ms")),
+                fmt(r.get("min_ms")),
+                fmt(None if over is None else 100 * over, "+.1f"),
+                fmt(r.get("max_abs_diff_vs_exact"), ".2g"),
+                r["partitions"],
+                f"{sum(r['outside_xnnpack'].values())}/{r['nodes']}",
+                outside,
+            ]
+        )
+    header = [
+        "formulation",
+        "TFLite",
+        "median ms",
+        "p95 ms",
+        "min ms",
+        "over floor %",
+        "max diff vs exact (int8: codes)",
+        "XNNPACK partitions",
+        "nodes outside",
+        "ops outside XNNPACK",
+    ]
+    return "\n".join([head, "", table(header, rows), "", stages_md(t)]) + "\n"
+
+
+# The op groups of one pooling + unpooling that the profile builds up, and what each adds:
+# cumulative, each row is the one above plus its op group.
+STAGE_PARTS = (
+    ("floor", "MAX_POOL_2D + nearest upsampling"),
+    ("layout", "+ SPACE_TO_DEPTH; unpool = broadcast MUL + DEPTH_TO_SPACE"),
+    ("step", "+ the comparison: broadcast SUB + 1x1 DEPTHWISE step (no tie-break)"),
+    ("step-conv", "+ causal 1x7 DEPTHWISE tie-break (float32 export)"),
+    ("products", "step with product tie-break instead (int8 export)"),
+)
+
+
+def stages_md(t: dict) -> str:
+    """The per-stage table: one row per op group, float32 and int8 side by side, and totals."""
+    by_key = {(tuple(r["shape"]), r["part"], r["precision"]): r for r in t.get("stages", [])}
+    shapes = list(dict.fromkeys(tuple(r["shape"]) for r in t.get("stages", [])))
+    if not shapes:
+        return ""
+    rows = []
+    for shape in [*shapes, None]:
+        for part, adds in STAGE_PARTS:
+            cells = []
+            for precision in ("float32", "int8"):
+                picked = [by_key.get((s, part, precision)) for s in ([shape] if shape else shapes)]
+                if None in picked:
+                    cells += ["", ""]
+                    continue
+                cells += [
+                    fmt(sum(r["median_ms"] for r in picked), ".2f"),
+                    fmt(sum(r["over_floor_ms"] for r in picked), "+.2f"),
+                ]
+            label = "x".join(map(str, shape)) if shape else "all stages"
+            rows.append([label, part, adds, *cells])
+    header = [
+        "pooling input",
+        "graph",
+        "what it adds",
+        "float32 ms",
+        "float32 over floor ms",
+        "int8 ms",
+        "int8 over floor ms",
+    ]
+    head = (
+        "Each pooling + unpooling alone (batch 1, medians, interleaved), built up op group by op "
+        "group; the overhead of each lowering is its row's 'over floor'."
+    )
+    return "\n".join([head, "", table(header, rows)])
+
+
 def render(result: dict) -> str:
-    parts = ["## segnet-tf benchmark\n", environment_md(result["environment"])]
+    parts = ["## segnet-tf benchmarks\n", environment_md(result["environment"])]
     if result.get("note"):
         parts.append(result["note"] + "\n")
     parts.append(targets_md(result))
@@ -318,8 +407,6 @@ def render(result: dict) -> str:
         parts.append(scaling_md(result["scaling"]))
     parts += [edge_md(t) for t in result.get("edge", [])]
     if result.get("profile"):
-        from benchmarks.profiling import profile_md
-
         parts.append(profile_md(result["profile"]))
     if result.get("gpu"):
         parts.append(gpu_md(result["gpu"]))

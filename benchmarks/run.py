@@ -1,13 +1,16 @@
 r"""Benchmark SegNet on this machine: inference, training, edge loop, cost growth, GPU.
 
+Benchmarks measure a checkout (they are not installed with segnet-tf): run them as a module from
+the repository root, which also makes ``edge_demo`` importable.
+
 Examples:
     # the full CPU run (about 25 minutes on 2 cores), tables to stdout, JSON and Markdown saved
-    python benchmarks/run.py --json benchmarks/results/cpu-$(date +%F).json \
+    python -m benchmarks.run --json benchmarks/results/cpu-$(date +%F).json \
         --markdown benchmarks/results/cpu-$(date +%F).md
     # a quick look at segnet-lite inference only
-    python benchmarks/run.py --models segnet-lite --sections inference --reps 5
+    python -m benchmarks.run --models segnet-lite --sections inference --reps 5
     # smoke run (seconds)
-    python benchmarks/run.py --models segnet-lite --size 64x96 --reps 2 --scaling-sizes 64x96
+    python -m benchmarks.run --models segnet-lite --size 64x96 --reps 2 --scaling-sizes 64x96
 
 Every table is measured in one process, candidates interleaved round-robin; peak memory is
 measured per candidate in a fresh process. Optional runtimes (tf2onnx + onnxruntime, torch) are
@@ -27,10 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # `python benchmarks/run.py`: import from the repo, not benchmarks/
-    sys.path[0] = str(REPO)
-elif str(REPO) not in sys.path:  # `segnet-tf benchmark`: edge_demo/ is a folder, not a package
-    sys.path.insert(0, str(REPO))
 
 SECTIONS = ("inference", "training", "edge", "scaling", "profile", "gpu")
 DEFAULT_MODELS = ("segnet-lite", "segnet")
@@ -65,7 +64,7 @@ def parse_list(choices: Sequence[str] | None = None, kind=str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="benchmarks/run.py",
+        prog="python -m benchmarks.run",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,

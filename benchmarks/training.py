@@ -19,10 +19,12 @@ from collections.abc import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from segnet_tf.export.lowering import (
+    lower_model,
+)
 
 from benchmarks.inference import short_error
 from benchmarks.timing import interleaved
-from export.lowering import lower_model
 from segnet_tf.data import render_scene
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.models import build_model
@@ -169,7 +171,7 @@ def gradient_check(name: str, size: tuple[int, int], batch: int = 2, seed: int =
     """Loss and gradients of the reference and the lowered model on one batch, same weights.
 
     Batch norm runs in training mode (batch statistics), as in a real step. The lowered models
-    (``export.lowering``'s ``exact``) is checked in graph mode and under XLA.
+    (``segnet_tf.export.lowering``'s ``exact``) is checked in graph mode and under XLA.
     """
     keras.utils.set_random_seed(seed)
     reference = build_model(name, (*size, 3))

@@ -1,9 +1,10 @@
 """Export of trained segnet-tf models: SavedModel, and TFLite with unpooling lowered to builtin ops.
 
-``export.lowering`` holds the builtin-op formulation of argmax pooling/unpooling (the reference
-layers are in ``segnet_tf.layers``); ``export.exporter`` writes and verifies every artifact.
+Installed as ``segnet_tf.export`` from the repository's ``export/`` folder. ``lowering`` swaps the
+builtin-op twins of the argmax layers (both in :mod:`segnet_tf.layers`) into a trained network;
+``exporter`` writes and verifies every artifact.
 """
 
-from export.exporter import FORMATS, TARGETS, ExportError, ExportOptions, export_model
+from segnet_tf.export.exporter import FORMATS, TARGETS, ExportError, ExportOptions, export_model
 
 __all__ = ["FORMATS", "TARGETS", "ExportError", "ExportOptions", "export_model"]

@@ -1,12 +1,11 @@
-"""``segnet-tf export``: thin click wrapper over :func:`export.export_model`."""
+"""``segnet-tf export``: thin click wrapper over :func:`segnet_tf.export.export_model`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
-
-from export.exporter import FORMATS, TARGETS, ExportOptions, export_model
+from segnet_tf.export.exporter import FORMATS, TARGETS, ExportOptions, export_model
 
 EXAMPLE = """
 \b

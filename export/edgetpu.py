@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from export.tflite import ModelInfo
+from segnet_tf.export.tflite import ModelInfo
 
 EDGETPU_OPS = frozenset(
     """

@@ -18,29 +18,31 @@ from pathlib import Path
 
 import keras
 import numpy as np
-
-from export.calibration import (
+from segnet_tf.export.calibration import (
     CalibrationError,
     calibration_images,
     calibration_source,
     load_image_array,
     representative_dataset,
 )
-from export.edgetpu import check_edgetpu, compile_edgetpu
-from export.lowering import (
-    FLOAT_STEP_GAIN,
-    STEP_GAIN,
-    MaxPoolingWithArgmax2D,
+from segnet_tf.export.edgetpu import check_edgetpu, compile_edgetpu
+from segnet_tf.export.lowering import (
     activation_peaks,
     equalize_activations,
     lower_model,
 )
-from export.savedmodel import save_serving_model
-from export.tflite import TFLiteModel, convert, inspect_model
-from segnet_tf.data import CAMVID, DatasetConfig
+from segnet_tf.export.savedmodel import save_serving_model
+from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
+
+from segnet_tf.data import DatasetConfig
 from segnet_tf.evaluation import evaluate_predictions
+from segnet_tf.layers import (
+    FLOAT_STEP_GAIN,
+    STEP_GAIN,
+    MaxPoolingWithArgmax2D,
+)
 from segnet_tf.models import load_model
-from segnet_tf.training import read_run_config
+from segnet_tf.runs import model_classes, read_run_config
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,9 @@ class Format:
     name: str
     filename: str
     precision: str  # float32 | float16 | int8
-    lowering: str  # see export.lowering.LOWERINGS
+    lowering: str  # see segnet_tf.export.lowering.LOWERINGS
     description: str
-    gain: float = STEP_GAIN  # of the step comparison (see export.lowering)
+    gain: float = STEP_GAIN  # of the step comparison (see segnet_tf.export.lowering)
 
 
 FORMATS: dict[str, Format] = {
@@ -128,7 +130,7 @@ def export_model(options: ExportOptions, log=print) -> dict:
     formats = options.formats()
     model = load_segnet(options.model)
     input_size = static_input_size(model, options.model)
-    config = dataset_config_for(options.model, model)
+    config = model_classes(int(model.outputs[0].shape[-1]), options.model)
     needs_calibration = any(f.precision == "int8" for f in formats)
 
     out = Path(options.out)
@@ -182,20 +184,6 @@ def static_input_size(model: keras.Model, path: Path) -> tuple[int, int]:
             "fixed (H, W, 3): rebuild it with build_model(..., input_shape=(H, W, 3))"
         )
     return int(h), int(w)
-
-
-def dataset_config_for(path: Path, model: keras.Model) -> DatasetConfig:
-    """The classes the model was trained on: from its run's config.json, else CamVid's."""
-    info = read_run_config(path)
-    if info is not None:
-        return DatasetConfig.from_dict(info["dataset"])
-    num_classes = int(model.outputs[0].shape[-1])
-    if num_classes == CAMVID.num_classes:
-        return CAMVID
-    raise ExportError(
-        f"model {str(path)!r} predicts {num_classes} classes and has no config.json beside it "
-        "naming them; export it from its run folder"
-    )
 
 
 def _data_dir(options: ExportOptions) -> Path | None:

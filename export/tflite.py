@@ -1,8 +1,9 @@
 """TFLite conversion and inspection: float32, float16 and full-integer int8.
 
-Conversion starts from a SavedModel of the *lowered* network (see :mod:`export.lowering`), frozen by
-the converter, with builtin ops only: ``SELECT_TF_OPS`` is never enabled, because Flex ops need the
-full TF runtime on the board (and TF 2.21's Python interpreter ships no Flex delegate to run them).
+Conversion starts from a SavedModel of the *lowered* network (see
+:mod:`segnet_tf.export.lowering`), frozen by the converter, with builtin ops only:
+``SELECT_TF_OPS`` is never enabled, because Flex ops need the full TF runtime on the board (and
+TF 2.21's Python interpreter ships no Flex delegate to run them).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ data, models). Library errors (bad files, options, datasets) are shown as one-li
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from pathlib import Path
@@ -16,14 +17,28 @@ from segnet_tf.data.pipeline import unwrap_dataset_error
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import PRESETS, build_model
 from segnet_tf.prediction import predict_images
-from segnet_tf.training import TrainConfig, read_state, train
+from segnet_tf.runs import read_state
+from segnet_tf.training import TrainConfig, train
 
 # Dataset errors are ValueError / FileNotFoundError subclasses, so these cover them too.
 USER_ERRORS = (ValueError, FileNotFoundError)
 
 
 class SegnetGroup(click.Group):
-    """Turns library errors of any subcommand (including groups added later) into click errors."""
+    """Turns library errors of any subcommand (including groups added later) into click errors,
+    and loads ``export`` from :mod:`segnet_tf.export` only when it is asked for: the library does
+    not import the layer above it at start-up."""
+
+    LAZY = {"export": ("segnet_tf.export.cli", "export_command")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            module, attr = self.LAZY[name]
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -381,32 +396,6 @@ def models_command() -> None:
     for name, preset in PRESETS.items():
         params = build_model(name, (None, None, 3)).count_params()
         click.echo(f"{name:<16} {params / 1e6:6.2f} M  {preset.description}")
-
-
-# --------------------------------------------------------------------------- export
-# The exporter lives in its own top-level package; its errors get the same one-line treatment.
-
-from export.cli import export_command  # noqa: E402
-
-cli.add_command(export_command)
-
-
-@cli.command(
-    "benchmark",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.pass_context
-def benchmark_command(ctx: click.Context) -> None:
-    """Speed, memory and size against Keras, SavedModel, ONNX Runtime and PyTorch.
-
-    \b
-    Options are those of benchmarks/run.py (segnet-tf benchmark --help), e.g.
-      segnet-tf benchmark --models segnet-lite --sections inference --reps 5
-    """
-    from benchmarks.run import main as run_benchmarks
-
-    ctx.exit(run_benchmarks(list(ctx.args)))
 
 
 def main() -> None:

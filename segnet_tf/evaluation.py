@@ -31,7 +31,7 @@ from segnet_tf.metrics import (
 )
 from segnet_tf.models import load_model
 from segnet_tf.prediction import segment
-from segnet_tf.training import TrainConfig, open_training_data, read_run_config
+from segnet_tf.runs import open_run_dataset, read_run_config
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Float32 RGB batch ``[N, H, W, 3]`` in 0..255 -> class ids ``[N, H, W]``."""
@@ -184,4 +184,4 @@ def _dataset(data: Dataset | str | Path | None, model_or_path) -> Dataset:
             "no --data given and the model is not in a run directory with config.json; "
             "pass --data DIR"
         )
-    return open_training_data(TrainConfig.from_dict(info["train"]))
+    return open_run_dataset(info["train"])

@@ -21,11 +21,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from segnet_tf.data import CAMVID, DatasetConfig, colorize, load_image
+from segnet_tf.data import DatasetConfig, colorize, load_image
 from segnet_tf.data.datasets import IMAGE_SUFFIXES
 from segnet_tf.layers import MonteCarloDropout
 from segnet_tf.models import load_model
-from segnet_tf.training import read_run_config
+from segnet_tf.runs import model_classes
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -138,7 +138,7 @@ def predict_images(
     """
     model_path = None if isinstance(model, keras.Model) else model
     model = resolve_model(model)
-    config = config or model_dataset_config(model, model_path)
+    config = config or model_classes(int(model.output_shape[-1]), model_path)
     bayesian = bool(monte_carlo_dropout_layers(model))
     samples = (DEFAULT_SAMPLES if bayesian else 1) if samples is None else samples
     if samples > 1 and not bayesian:
@@ -200,18 +200,6 @@ def resolve_model(model: keras.Model | str | Path | None) -> keras.Model:
             )
         model = DEFAULT_MODEL
     return load_model(model)
-
-
-def model_dataset_config(model: keras.Model, model_path: str | Path | None) -> DatasetConfig:
-    """The classes a model was trained on: its run's ``config.json``, else CamVid's if they fit."""
-    info = None if model_path is None else read_run_config(model_path)
-    config = CAMVID if info is None else DatasetConfig.from_dict(info["dataset"])
-    if config.num_classes != model.output_shape[-1]:
-        raise ValueError(
-            f"model {model.name!r} predicts {model.output_shape[-1]} classes but the dataset "
-            f"config {config.name!r} has {config.num_classes}; pass the dataset's config"
-        )
-    return config
 
 
 def image_files(paths: Sequence[str | Path]) -> Iterator[Path]:

@@ -1,24 +1,13 @@
 """Training: ``train(TrainConfig) -> TrainResult`` over ``model.fit``, with runs that survive kills.
 
-A run directory holds everything needed to evaluate, export or continue a run:
-
-- ``config.json``: every option, the dataset's classes, the model preset and input size;
-- ``last.keras``: the compiled model after the latest epoch, optimizer state included (resume);
-- ``best.keras``: the float32 inference model (no optimizer) of the best validation mIoU epoch,
-  the one to evaluate and export;
-- ``state.json``: completed epochs and best score; ``history.csv``; ``tensorboard/``.
-
-Every file is written to a temporary name in the run directory and renamed over the old one
-(``os.replace`` is atomic), so a kill at any moment leaves the previous complete version. The
-state is written after the checkpoint, so at worst a resumed run repeats one epoch.
+What a run directory holds and how it is written (atomically, so ``--resume`` always finds a
+complete epoch) is :mod:`segnet_tf.runs`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,10 +20,21 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 import segnet_tf
-from segnet_tf.data import Dataset, dataset_stats, make_dataset, open_dataset, synthetic_dataset
+from segnet_tf.data import Dataset, dataset_stats, make_dataset
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.metrics import miou_metric
 from segnet_tf.models import build_model, transfer_weights
+from segnet_tf.runs import (
+    FRESH_STATE,
+    atomic_save_model,
+    open_run_dataset,
+    read_history,
+    read_state,
+    remove_stale_temp_files,
+    truncate_history,
+    write_run_config,
+    write_state,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def train(
     chief = _is_chief(strategy)
     if chief and not config.resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_run_config(run_dir, config, dataset, weights, strategy)
+        write_run_config(run_dir, run_info(config, dataset, weights, strategy))
 
     ds_kw = {"input_size": config.input_size, "batch_size": config.batch_size, "seed": config.seed}
     train_ds = _distributable(
@@ -147,7 +147,7 @@ def train(
     write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="segnet-worker-"))
     own: list[keras.callbacks.Callback] = [RunCheckpoint(write_dir, inference_model, state)]
     if chief:
-        _truncate_history(run_dir / "history.csv", state["epoch"])
+        truncate_history(run_dir / "history.csv", state["epoch"])
         own += [
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             EpochScalars(run_dir / "tensorboard"),
@@ -174,13 +174,13 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
     starts after the last completed epoch (from scratch if none completed).
     """
     run_dir = Path(config.out)
-    fresh = {"epoch": 0, "best_miou": None, "best_epoch": None}
+    fresh = dict(FRESH_STATE)
     if config.resume:
         if not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"--resume: {run_dir} has no config.json, nothing to resume")
         stored = json.loads((run_dir / "config.json").read_text())["train"]
         config = replace(TrainConfig.from_dict(stored), out=str(run_dir), resume=True)
-        _remove_stale_temp_files(run_dir)
+        remove_stale_temp_files(run_dir)
         if not (run_dir / "last.keras").is_file():
             return replace(config, resume=False), fresh
         return config, read_state(run_dir)
@@ -203,21 +203,14 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
     return replace(config, out=str(run_dir.resolve()), data=data, init_weights=init), fresh
 
 
-def read_state(run_dir: Path) -> dict:
-    path = Path(run_dir) / "state.json"
-    if not path.is_file():
-        return {"epoch": 0, "best_miou": None, "best_epoch": None}
-    return json.loads(path.read_text())
-
-
-def write_run_config(
-    run_dir: Path,
+def run_info(
     config: TrainConfig,
     dataset: Dataset,
     class_weights: Sequence[float],
     strategy: tf.distribute.Strategy,
-) -> None:
-    info = {
+) -> dict:
+    """What ``config.json`` records of a run."""
+    return {
         "train": config.to_dict(),
         "dataset": dataset.config.to_dict(),
         "model": {
@@ -234,63 +227,6 @@ def write_run_config(
             "keras": keras.__version__,
         },
     }
-    atomic_write_text(run_dir / "config.json", json.dumps(info, indent=2))
-
-
-def read_run_config(path: str | Path) -> dict | None:
-    """The ``config.json`` of the run that a model file or run directory belongs to, if any."""
-    path = Path(path)
-    config = (path if path.is_dir() else path.parent) / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        info = json.loads(config.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config}: not valid JSON: {e}") from e
-    return info if isinstance(info, dict) and {"train", "dataset"} <= info.keys() else None
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A hidden temporary sibling of ``path`` to write; moved onto ``path`` only if the block
-    succeeds, so ``path`` is always the old file or the whole new one (``--resume`` relies on it).
-    It keeps the suffix (Keras saves only to ``.keras``); stale ones match ``.*.tmp*``."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def atomic_save_model(model: keras.Model, path: Path) -> None:
-    """``model.save(path)`` that never leaves a partial file at ``path``."""
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-
-
-def _remove_stale_temp_files(run_dir: Path) -> None:
-    for tmp in run_dir.glob(".*.tmp*"):
-        tmp.unlink()
-
-
-def _truncate_history(path: Path, epochs: int) -> None:
-    """Keep the rows of completed epochs only (a kill may land between CSV row and checkpoint)."""
-    if not path.is_file():
-        return
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
-    if len(kept) != len(rows):
-        buf = "".join(",".join(r) + "\n" for r in kept)
-        atomic_write_text(path, buf)
 
 
 def _result(run_dir: Path, state: dict) -> TrainResult:
@@ -301,14 +237,6 @@ def _result(run_dir: Path, state: dict) -> TrainResult:
         best_epoch=state["best_epoch"],
         history=read_history(run_dir / "history.csv"),
     )
-
-
-def read_history(path: Path) -> dict[str, list[float]]:
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -332,7 +260,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def _write_state(self, **changes) -> None:
         self.state.update(changes)
-        atomic_write_text(self.run_dir / "state.json", json.dumps(self.state, indent=2))
+        write_state(self.run_dir, self.state)
 
 
 class EpochScalars(keras.callbacks.Callback):
@@ -372,14 +300,7 @@ class EpochScalars(keras.callbacks.Callback):
 
 def open_training_data(config: TrainConfig) -> Dataset:
     """The run's dataset: the folder ``config.data`` or the synthetic scenes it was trained on."""
-    if config.data is None:
-        return synthetic_dataset(
-            train=config.synthetic_train,
-            val=config.synthetic_val,
-            size=resolve_input_size(config),
-            seed=config.seed,
-        )
-    return open_dataset(config.data)
+    return open_run_dataset(replace(config, input_size=resolve_input_size(config)).to_dict())
 
 
 def resolve_input_size(config: TrainConfig) -> tuple[int, int]:

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
@@ -30,71 +28,14 @@ from segnet_tf.data.config import CAMVID, DatasetConfig, load_dataset_config
 from segnet_tf.data.io import (
     DatasetError,
     DatasetFileNotFoundError,
-    check_same_size,
-    load_image,
-    load_label,
 )
+from segnet_tf.data.records import open_packed
+from segnet_tf.data.samples import Dataset, Sample, SampleLike
 
 SPLIT_NAMES = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 CONFIG_FILES = ("dataset.yaml", "dataset.yml", "dataset.json")
-PACKED_FORMAT = "segnet-tf-records/1"
 _MAX_LISTED = 10
-
-
-class SampleLike(Protocol):
-    """One image/label pair that can load itself: a file pair, a synthetic scene or a record."""
-
-    @property
-    def name(self) -> str: ...
-
-    def load(self, config: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 RGB ``[H, W, 3]``, class ids ``[H, W]``), same size, ids checked."""
-        ...
-
-    def load_label(self, config: DatasetConfig) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class Sample:
-    """An image file and its label file."""
-
-    image: Path
-    label: Path
-
-    @property
-    def name(self) -> str:
-        return self.image.stem
-
-    def load(self, config: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
-        image, label = load_image(self.image), load_label(self.label, config)
-        check_same_size(image, label, str(self.image), str(self.label))
-        return image, label
-
-    def load_label(self, config: DatasetConfig) -> np.ndarray:
-        return load_label(self.label, config)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Named splits of samples plus the classes they are labelled with (``root`` is None for
-    in-memory datasets such as the synthetic scenes)."""
-
-    root: Path | None
-    config: DatasetConfig
-    splits: Mapping[str, Sequence[SampleLike]]
-
-    def split(self, name: str) -> Sequence[SampleLike]:
-        if name not in self.splits:
-            where = f" in {self.root}" if self.root else ""
-            raise DatasetError(
-                f"no split {name!r}{where}; available: {', '.join(self.splits) or 'none'}"
-            )
-        return self.splits[name]
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {name: len(samples) for name, samples in self.splits.items()}
 
 
 def open_dataset(root: str | Path, config: DatasetConfig | str | Path | None = None) -> Dataset:
@@ -108,8 +49,6 @@ def open_dataset(root: str | Path, config: DatasetConfig | str | Path | None = N
         raise DatasetFileNotFoundError(f"dataset folder {root} does not exist")
     packed = _packed_manifest(root)
     if packed is not None:
-        from segnet_tf.data.records import open_packed
-
         return open_packed(root, packed, None if config is None else _as_config(config))
     cfg = _as_config(config) if config is not None else _folder_config(root)
     if any((root / f"{s}.txt").is_file() for s in SPLIT_NAMES):

@@ -26,11 +26,12 @@ import cv2
 import numpy as np
 
 from segnet_tf.data.config import DatasetConfig
-from segnet_tf.data.datasets import PACKED_FORMAT, Dataset
 from segnet_tf.data.io import DatasetError, DatasetFileNotFoundError, check_same_size, decode_image
 from segnet_tf.data.io import decode_label as _decode_label
+from segnet_tf.data.samples import Dataset
 
 MANIFEST = "dataset.json"
+PACKED_FORMAT = "segnet-tf-records/1"
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _FOOTER = 4  # uint32 masked CRC of the data
 

@@ -13,6 +13,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from segnet_tf.export.lowering import (
+    lower_model,
+)
 
 from benchmarks import run as bench
 from benchmarks.floor import NearestUnpool2D, PlainMaxPool2D, floor_model
@@ -24,11 +27,15 @@ from benchmarks.profiling import (
     pooling_shapes,
     stage_graph,
     stage_table,
-    stages_md,
 )
+from benchmarks.report import stages_md
 from benchmarks.timing import interleaved, summarize
-from export.lowering import FLOAT_STEP_GAIN, POOLED_LOWERINGS, lower_model
-from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from segnet_tf.layers import (
+    FLOAT_STEP_GAIN,
+    POOLED_LOWERINGS,
+    MaxPoolingWithArgmax2D,
+    MaxUnpooling2D,
+)
 from segnet_tf.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,13 +45,13 @@ REPO = Path(__file__).resolve().parents[2]
 def test_script_smoke_run_writes_every_table(tmp_path):
     out = tmp_path / "result.json"
     cmd = [
-        sys.executable, str(REPO / "benchmarks" / "run.py"), "--models", "segnet-lite",
+        sys.executable, "-m", "benchmarks.run", "--models", "segnet-lite",
         "--size", "64x96", "--reps", "2", "--train-reps", "2", "--precisions", "float32,int8",
         "--sections", "inference,training,edge,scaling,gpu", "--scaling-sizes", "64x96",
         "--edge-frames", "3", "--calib-images", "2", "--no-rss", "--no-torch",
         "--json", str(out), "--markdown", str(tmp_path / "result.md"),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["environment"]["threads"] == os.cpu_count()

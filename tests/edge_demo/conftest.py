@@ -24,9 +24,9 @@ def export_test_models(out_dir: Path) -> dict[str, Path]:
     written by the real exporter from an untrained segnet-lite (the demo needs the contract and
     the op set, not accuracy)."""
     import keras
+    from segnet_tf.export import ExportOptions, export_model
 
     import segnet_tf
-    from export import ExportOptions, export_model
 
     keras.utils.set_random_seed(0)
     model_path = out_dir.parent / f"{out_dir.name}-segnet-lite.keras"

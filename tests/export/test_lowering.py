@@ -5,24 +5,27 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from segnet_tf.export.lowering import (
+    activation_peaks,
+    equalize_activations,
+    lower_model,
+)
+from segnet_tf.export.savedmodel import save_serving_model
+from segnet_tf.export.tflite import TFLiteModel, convert
 
 import segnet_tf
-from export.lowering import (
+from segnet_tf.layers import (
     ACTIVATION_RANGE,
     FLOAT_STEP_GAIN,
     LOWERINGS,
     POOLED_LOWERINGS,
     STEP_GAIN,
     MaskedUnpooling2D,
+    MaxPoolingWithArgmax2D,
     MaxPoolingWithMask2D,
-    activation_peaks,
-    equalize_activations,
-    lower_model,
+    MaxUnpooling2D,
     window_priority,
 )
-from export.savedmodel import save_serving_model
-from export.tflite import TFLiteModel, convert
-from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 
 def reference_unpool(x: np.ndarray, y: np.ndarray) -> np.ndarray:

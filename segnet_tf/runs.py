@@ -1,0 +1,138 @@
+"""Run directories: the one place that reads and writes them.
+
+A run directory holds everything needed to evaluate, export or continue a run:
+
+- ``config.json``: every training option, the dataset's classes, the model preset and input size;
+- ``last.keras``: the compiled model after the latest epoch, optimizer state included (resume);
+- ``best.keras``: the float32 inference model (no optimizer) of the best validation epoch, the
+  one to evaluate and export;
+- ``state.json``: completed epochs and best score; ``history.csv``; ``tensorboard/``.
+
+Every file is written to a temporary name in the run directory and renamed over the old one
+(``os.replace`` is atomic), so a kill at any moment leaves the previous complete version. The
+state is written after the checkpoint, so at worst a resumed run repeats one epoch.
+
+Evaluation, prediction and export read a run through this module, not through
+:mod:`segnet_tf.training`, so they load no training machinery.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import keras
+
+from segnet_tf.data import CAMVID, Dataset, DatasetConfig, open_dataset, synthetic_dataset
+
+FRESH_STATE = {"epoch": 0, "best_miou": None, "best_epoch": None}
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A hidden temporary sibling of ``path`` to write; moved onto ``path`` only if the block
+    succeeds, so ``path`` is always the old file or the whole new one (``--resume`` relies on it).
+    It keeps the suffix (Keras saves only to ``.keras``); stale ones match ``.*.tmp*``."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_save_model(model: keras.Model, path: Path) -> None:
+    """``model.save(path)`` that never leaves a partial file at ``path``."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Temporary files of a writer that was killed mid-write."""
+    for tmp in Path(run_dir).glob(".*.tmp*"):
+        tmp.unlink()
+
+
+def read_state(run_dir: Path) -> dict:
+    path = Path(run_dir) / "state.json"
+    if not path.is_file():
+        return dict(FRESH_STATE)
+    return json.loads(path.read_text())
+
+
+def write_state(run_dir: Path, state: Mapping) -> None:
+    atomic_write_text(Path(run_dir) / "state.json", json.dumps(dict(state), indent=2))
+
+
+def write_run_config(run_dir: Path, info: Mapping) -> None:
+    atomic_write_text(Path(run_dir) / "config.json", json.dumps(dict(info), indent=2))
+
+
+def read_run_config(path: str | Path) -> dict | None:
+    """The ``config.json`` of the run that a model file or run directory belongs to, if any."""
+    path = Path(path)
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        info = json.loads(config.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config}: not valid JSON: {e}") from e
+    return info if isinstance(info, dict) and {"train", "dataset"} <= info.keys() else None
+
+
+def open_run_dataset(train: Mapping) -> Dataset:
+    """The dataset a run trained on, from its stored training options (``config.json``'s
+    ``train``): its dataset folder, or the synthetic scenes it generated (same seed, same size)."""
+    if train.get("data") is None:
+        return synthetic_dataset(
+            train=train["synthetic_train"],
+            val=train["synthetic_val"],
+            size=tuple(train["input_size"]),
+            seed=train["seed"],
+        )
+    return open_dataset(train["data"])
+
+
+def model_classes(num_classes: int, model_path: str | Path | None) -> DatasetConfig:
+    """The classes a model predicts: its run's ``config.json`` (beside the ``.keras`` file), else
+    CamVid's when the count fits. The one answer that predict, evaluate and export all use."""
+    info = None if model_path is None else read_run_config(model_path)
+    config = CAMVID if info is None else DatasetConfig.from_dict(info["dataset"])
+    if config.num_classes != num_classes:
+        where = "its config.json" if info is not None else "no config.json beside it (CamVid's)"
+        raise ValueError(
+            f"model {str(model_path)!r} predicts {num_classes} classes but {where} names "
+            f"{config.num_classes}; use the model from its run folder"
+        )
+    return config
+
+
+def truncate_history(path: Path, epochs: int) -> None:
+    """Keep the rows of completed epochs only (a kill may land between CSV row and checkpoint)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
+    if len(kept) != len(rows):
+        atomic_write_text(path, "".join(",".join(r) + "\n" for r in kept))
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
