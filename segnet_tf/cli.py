@@ -13,7 +13,8 @@ import tensorflow as tf
 
 import segnet_tf
 from segnet_tf.data import dataset_stats, open_dataset, pack_dataset, validate
-from segnet_tf.data.pipeline import unwrap_dataset_error
+from segnet_tf.data.pipeline import AUGMENTATIONS, unwrap_dataset_error
+from segnet_tf.data.splits import DRIVE_PATTERN, write_drive_split
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import PRESETS, build_model
 from segnet_tf.prediction import predict_images
@@ -100,7 +101,35 @@ def cli() -> None:
     "--input-size",
     callback=parse_size,
     metavar="HxW",
-    help="Training size HxW; default 96x128 (synthetic) or 360x480 (--data).",
+    help="The model's input size HxW (images are scaled to it); default 96x128 (synthetic) or "
+    "360x480 (--data).",
+)
+@click.option(
+    "--crop",
+    "crop_size",
+    callback=parse_size,
+    metavar="HxW",
+    help="Train on random HxW crops at the --input-size scale (default: whole images); "
+    "validation and export use whole images.",
+)
+@click.option(
+    "--augment",
+    type=click.Choice(list(AUGMENTATIONS)),
+    default="default",
+    show_default=True,
+    help="Training jitter: scale, colour (strong: wider, plus blur and sensor noise).",
+)
+@click.option(
+    "--dropout",
+    is_flag=True,
+    help="Bayesian SegNet's dropout (p=0.5) on the deepest encoder and decoder stages.",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=1e-4,
+    show_default=True,
+    help="AdamW's decoupled weight decay.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option(
@@ -158,6 +187,10 @@ def train_command(
     data,
     model_name,
     input_size,
+    crop_size,
+    augment,
+    dropout,
+    weight_decay,
     epochs,
     batch_size,
     class_weights,
@@ -187,6 +220,10 @@ def train_command(
         data=data,
         model=model_name,
         input_size=input_size,
+        crop_size=crop_size,
+        augment=augment,
+        dropout=dropout,
+        weight_decay=weight_decay,
         epochs=epochs,
         batch_size=batch_size,
         class_weights=class_weights,
@@ -320,7 +357,7 @@ def predict_command(model_path, inputs, out, samples, alpha) -> None:
 
 @cli.group("data")
 def data_group() -> None:
-    """Dataset tools: class statistics, validation, packing to TFRecords.
+    """Dataset tools: class statistics, validation, packing to TFRecords, drive splits.
 
     \b
     Example:
@@ -380,6 +417,51 @@ def pack(root, out, png) -> None:
     dataset = open_dataset(root)
     pack_dataset(dataset, out, quality=None if png else 95)
     click.echo(f"packed {sum(dataset.counts.values())} samples into {out}")
+
+
+@data_group.command("split")
+@click.option("--data", "root", required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Folder for the split's list files.")
+@click.option(
+    "--by-drive",
+    is_flag=True,
+    required=True,
+    help="Hold out whole drives (the drive is read off each file name).",
+)
+@click.option(
+    "--holdout",
+    multiple=True,
+    help="Drive to hold out (repeatable); default: one folder per drive, each held out in turn.",
+)
+@click.option(
+    "--from",
+    "splits",
+    default="train,val",
+    show_default=True,
+    help="Comma-separated splits of --data whose frames are divided.",
+)
+@click.option(
+    "--pattern",
+    default=DRIVE_PATTERN,
+    show_default=True,
+    help="Regular expression whose first group is the drive in a file name.",
+)
+def split(root, out, by_drive, holdout, splits, pattern) -> None:
+    """Write train/val list files with whole drives held out, to choose recipes on a road that
+    training never saw.
+
+    \b
+    Examples:
+      segnet-tf data split --data ../shared/camvid --by-drive --holdout 0006R0 --out splits/0006R0
+      segnet-tf train --data splits/0006R0 ...      # val mIoU is now a cross-drive score
+      segnet-tf data split --data ../shared/camvid --by-drive --out splits/loo  # each drive in turn
+    """
+    summary = write_drive_split(
+        root, out, holdout, [s.strip() for s in splits.split(",") if s.strip()], pattern
+    )
+    for folder, counts in summary.items():
+        parts = {k: ", ".join(f"{d} {n}" for d, n in v.items()) for k, v in counts.items()}
+        click.echo(f"{folder}: train {parts['train']}; val {parts['val']}")
 
 
 # --------------------------------------------------------------------------- models

@@ -21,6 +21,7 @@ from tensorflow.core.framework import summary_pb2
 
 import segnet_tf
 from segnet_tf.data import Dataset, dataset_stats, make_dataset
+from segnet_tf.data.pipeline import resolve_augmentation
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.metrics import miou_metric
 from segnet_tf.models import build_model, transfer_weights
@@ -50,9 +51,13 @@ class TrainConfig:
 
     ``data`` None trains on the built-in synthetic road scenes (``synthetic_train`` /
     ``synthetic_val`` of them). ``input_size`` None means 96x128 for synthetic data and the paper's
-    360x480 otherwise. ``batch_size`` is global (split across replicas). ``class_weights`` is
-    ``median``, ``none`` or a file of weights. ``mixed_precision`` None turns it on when a GPU is
-    present. With ``resume`` every option comes from the run's own ``config.json``.
+    360x480 otherwise; it is the size the model is validated and exported at, and ``crop_size``
+    (default: the same) the size of the random training crops taken at that scale. ``augment`` is
+    a name in :data:`segnet_tf.data.pipeline.AUGMENTATIONS`; ``dropout`` adds Bayesian SegNet's
+    dropout to the deepest stages. ``batch_size`` is global (split across replicas).
+    ``class_weights`` is ``median``, ``sqrt-median``, ``none`` or a file of weights.
+    ``mixed_precision`` None turns it on when a GPU is present. With ``resume`` every option comes
+    from the run's own ``config.json``.
     """
 
     out: str
@@ -70,22 +75,28 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     width: float | None = None
-    augment: bool = True
+    augment: str = "default"
+    crop_size: tuple[int, int] | None = None
+    dropout: bool = False
     mixed_precision: bool | None = None
     synthetic_train: int = 320
     synthetic_val: int = 64
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["input_size"] = None if self.input_size is None else list(self.input_size)
+        for key in ("input_size", "crop_size"):
+            d[key] = None if d[key] is None else list(d[key])
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        if d.get("input_size") is not None:
-            d["input_size"] = tuple(d["input_size"])
+        for key in ("input_size", "crop_size"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        if isinstance(d.get("augment"), bool):  # configs written before named augmentations
+            d["augment"] = "default" if d["augment"] else "none"
         return cls(**d)
 
 
@@ -135,7 +146,14 @@ def train(
 
     ds_kw = {"input_size": config.input_size, "batch_size": config.batch_size, "seed": config.seed}
     train_ds = _distributable(
-        make_dataset(train_samples, dataset.config, training=True, augment=config.augment, **ds_kw)
+        make_dataset(
+            train_samples,
+            dataset.config,
+            training=True,
+            augment=config.augment,
+            crop_size=config.crop_size,
+            **ds_kw,
+        )
     )
     val_ds = _distributable(make_dataset(val_samples, dataset.config, training=False, **ds_kw))
     steps = max(1, len(train_samples) // config.batch_size)
@@ -191,6 +209,8 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
         )
     if config.strategy not in STRATEGIES:
         raise ValueError(f"--strategy {config.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if resolve_augmentation(config.augment) is None and config.crop_size is not None:
+        raise ValueError("--crop takes random crops: it needs augmentation (not --augment none)")
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError(
             f"--epochs and --batch-size must be >= 1, got {config.epochs}, {config.batch_size}"
@@ -410,7 +430,17 @@ def _use_mixed_precision(config: TrainConfig) -> bool:
 
 
 def _model_overrides(config: TrainConfig) -> dict:
-    return {} if config.width is None else {"width": config.width}
+    overrides = {} if config.width is None else {"width": config.width}
+    return {**overrides, "bayesian": True} if config.dropout else overrides
+
+
+def training_input_shape(config: TrainConfig) -> tuple[int | None, int | None, int]:
+    """Crops train a model of free spatial size, so that it validates on whole frames; the saved
+    ``best.keras`` is its twin at the fixed ``input_size`` (what export needs)."""
+    crop = config.crop_size
+    if crop is not None and tuple(crop) != tuple(config.input_size):
+        return (None, None, 3)
+    return (*config.input_size, 3)
 
 
 def _compiled_model(
@@ -433,7 +463,7 @@ def _compiled_model(
             return keras.models.load_model(run_dir / "last.keras", safe_mode=False)
         model = build_model(
             config.model,
-            (*config.input_size, 3),
+            training_input_shape(config),
             dataset.config.num_classes,
             encoder_weights=config.encoder_weights,
             **_model_overrides(config),

@@ -4,8 +4,14 @@ Every sample kind (file pair, synthetic scene, packed record) loads itself throu
 readers in :mod:`segnet_tf.data.io`, wrapped in ``tf.numpy_function`` and run in parallel; the
 decoded uint8 arrays are cached, so that cost is paid once. Augmentation follows common SegNet
 reimplementations (the paper itself trains on fixed 360x480 crops without augmentation): random
-scale, random crop, horizontal flip and photometric jitter. Labels are only ever resized with
-nearest neighbour, so they never contain ids that were not in the source.
+scale, random crop, horizontal flip and photometric jitter, plus optional blur and sensor noise
+(:data:`AUGMENTATIONS`: how much of each is a recipe choice, measured across drives). Labels are
+only ever resized with nearest neighbour, so they never contain ids that were not in the source.
+
+Scale and crop are separate: the scale is relative to ``input_size`` (1.0 is the image resized to
+the size the model is evaluated at), and training crops ``crop_size`` out of it. A fully
+convolutional net trained on 240x320 crops of 360x480 frames sees objects at their deployed size
+for less than half the cost of whole frames.
 
 Padding: a crop larger than the scaled image is padded with black pixels labelled ``void_id``,
 which the loss and metrics ignore. When the config has no void id, nothing may be padded (it
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +37,47 @@ from segnet_tf.data.datasets import Dataset, Sample, SampleLike, open_dataset
 from segnet_tf.data.io import DatasetError, DatasetFileNotFoundError
 
 AUTOTUNE = tf.data.AUTOTUNE
-BRIGHTNESS = 0.125  # max delta, fraction of full scale
-CONTRAST = (0.75, 1.25)
-SATURATION = (0.75, 1.25)
-HUE = 0.04  # max delta, fraction of the hue circle
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How strongly training jitters each image (one recipe lever, see :data:`AUGMENTATIONS`)."""
+
+    scale_range: tuple[float, float] = (0.75, 1.5)  # relative to the evaluation size
+    brightness: float = 0.125  # max delta, fraction of full scale
+    contrast: tuple[float, float] = (0.75, 1.25)
+    saturation: tuple[float, float] = (0.75, 1.25)
+    hue: float = 0.04  # max delta, fraction of the hue circle
+    blur: float = 0.0  # probability of a Gaussian blur, sigma uniform in (0, 1.5] pixels
+    noise: float = 0.0  # max standard deviation of additive Gaussian noise, 0..255 scale
+
+
+# "strong": the scale range of common semantic segmentation recipes (0.5-2.0), wider lighting and
+# colour changes, and the blur and sensor noise of another camera: what a new drive looks like.
+AUGMENTATIONS: dict[str, Augmentation | None] = {
+    "none": None,
+    "default": Augmentation(),
+    "strong": Augmentation(
+        scale_range=(0.5, 2.0),
+        brightness=0.25,
+        contrast=(0.6, 1.4),
+        saturation=(0.6, 1.4),
+        hue=0.06,
+        blur=0.3,
+        noise=8.0,
+    ),
+}
+
+
+def resolve_augmentation(augment: bool | str | Augmentation | None) -> Augmentation | None:
+    """``True``/``False`` (older run configs), a name in :data:`AUGMENTATIONS` or an object."""
+    if augment is None or isinstance(augment, Augmentation):
+        return augment
+    if isinstance(augment, bool):
+        return AUGMENTATIONS["default" if augment else "none"]
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"--augment {augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+    return AUGMENTATIONS[augment]
 
 
 def make_dataset(
@@ -44,19 +88,21 @@ def make_dataset(
     input_size: tuple[int, int] | None,
     batch_size: int,
     training: bool,
-    augment: bool = True,
+    augment: bool | str | Augmentation | None = True,
+    crop_size: tuple[int, int] | None = None,
     cache: bool = True,
     seed: int | None = None,
     shuffle_buffer: int = 512,
-    scale_range: tuple[float, float] = (0.75, 1.5),
+    scale_range: tuple[float, float] | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(image float32 [B, H, W, 3] in 0..255, label int32 [B, H, W])``.
 
     ``source`` is a list of samples (``dataset.split("train")``), or a :class:`Dataset` or dataset
     folder together with ``split``; ``config`` defaults to the dataset's. ``input_size`` is
     ``(H, W)``; evaluation may pass None to keep each image's own size (then batch images of one
-    size only). Training shuffles, augments (unless ``augment=False``: plain resize) and drops the
-    last incomplete batch; evaluation keeps order and every sample.
+    size only). Training shuffles, augments (``augment``: see :func:`resolve_augmentation`;
+    ``scale_range`` overrides its scales; none: plain resize) into ``crop_size`` crops (default
+    ``input_size``) and drops the last incomplete batch; evaluation keeps order and every sample.
     """
     samples, config = _resolve(source, config, split)
     if batch_size < 1:
@@ -65,14 +111,21 @@ def make_dataset(
         raise ValueError(f"input_size must be (height, width) > 0, got {input_size}")
     if training and input_size is None:
         raise ValueError("training needs an input_size (height, width) to crop batches to")
-    lo, hi = scale_range
-    if not 0 < lo <= hi:
-        raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
+    aug = resolve_augmentation(augment) if training else None
+    if aug is not None and scale_range is not None:
+        aug = replace(aug, scale_range=tuple(scale_range))
+    if aug is not None and not 0 < aug.scale_range[0] <= aug.scale_range[1]:
+        raise ValueError(f"scale_range must be 0 < low <= high, got {aug.scale_range}")
+    crop = tuple(crop_size or input_size or ())
+    if crop_size is not None and (len(crop) != 2 or min(crop) < 1):
+        raise ValueError(f"crop_size must be (height, width) > 0, got {crop_size}")
+    if crop_size is not None and aug is None and crop != tuple(input_size):
+        raise ValueError("crop_size needs augmentation (random crops); without it pass input_size")
     _check_files(samples)
 
     label_dtype = tf.uint8 if _max_label_id(config) <= 255 else tf.uint16
     ds = _decoded(samples, config, label_dtype)
-    augmenting = training and augment
+    augmenting = aug is not None
     if input_size is not None and not augmenting:
         ds = ds.map(lambda x, y: _resize(x, y, input_size), num_parallel_calls=AUTOTUNE)
     if cache:
@@ -80,12 +133,14 @@ def make_dataset(
     if training:
         ds = ds.shuffle(min(shuffle_buffer, len(samples)), seed=seed, reshuffle_each_iteration=True)
     if augmenting:
-        if config.void_id is None:
-            lo, hi = max(lo, 1.0), max(hi, 1.0)
+        if config.void_id is None:  # the scaled image must cover the crop: see module docstring
+            cover = max(c / i for c, i in zip(crop, input_size, strict=True))
+            lo, hi = aug.scale_range
+            aug = replace(aug, scale_range=(max(lo, cover), max(hi, cover)))
         pad_label = 0 if config.void_id is None else config.void_id  # unused when void is None
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda pair, s: augment_pair(*pair, s, input_size, (lo, hi), pad_label),
+            lambda pair, s: augment_pair(*pair, s, input_size, aug, pad_label, crop),
             num_parallel_calls=AUTOTUNE,
         )
     ds = ds.batch(batch_size, drop_remainder=training and len(samples) >= batch_size)
@@ -177,22 +232,26 @@ def augment_pair(
     label: tf.Tensor,
     seed: tf.Tensor,
     size: tuple[int, int],
-    scale_range: tuple[float, float],
+    aug: Augmentation,
     pad_label: int,
+    crop: tuple[int, int] | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Random scale, colour jitter, pad/crop to ``size`` and flip of one uint8 image and label.
+    """Random scale, colour jitter, blur and noise, pad/crop to ``crop`` and flip of one uint8
+    image and label.
 
     The scale is relative to ``size`` (1.0 resizes the whole image to ``size``, as evaluation
-    does), so object sizes seen in training and evaluation match on average. ``seed`` is a
-    ``[2]`` int tensor; the result is a float32 image in 0..255 and a label of the input dtype.
+    does), so object sizes seen in training and evaluation match on average; ``crop`` (default
+    ``size``) is the size of the random window taken from the scaled image. ``seed`` is a ``[2]``
+    int tensor; the result is a float32 image in 0..255 and a label of the input dtype.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 8)
-    h, w = size
-    scale = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
-    sh = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
-    sw = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
+    scale = tf.random.stateless_uniform([], seeds[0], aug.scale_range[0], aug.scale_range[1])
+    sh = tf.maximum(tf.cast(tf.round(size[0] * scale), tf.int32), 1)
+    sw = tf.maximum(tf.cast(tf.round(size[1] * scale), tf.int32), 1)
+    h, w = crop or size
     img = tf.image.resize(tf.cast(image, tf.float32), [sh, sw], method="bilinear")
-    img = _jitter_colours(img, seeds[6])  # before padding: contrast uses the image mean
+    img = _jitter_colours(img, seeds[6], aug)  # before padding: contrast uses the image mean
+    img = _degrade(img, seeds[7], aug)
     lab = tf.image.resize(label[..., None], [sh, sw], method="nearest")
 
     pad_h, pad_w = tf.maximum(h - sh, 0), tf.maximum(w - sw, 0)
@@ -214,13 +273,37 @@ def augment_pair(
     return img, lab
 
 
-def _jitter_colours(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def _jitter_colours(image: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
     """Brightness, contrast, saturation and hue jitter of a float 0..255 image, kept in 0..255."""
     s = tf.random.experimental.stateless_split(seed, 4)
     x = tf.clip_by_value(image / 255.0, 0.0, 1.0)
-    x = tf.image.stateless_random_brightness(x, BRIGHTNESS, s[0])
-    x = tf.image.stateless_random_contrast(x, *CONTRAST, s[1])
+    x = tf.image.stateless_random_brightness(x, aug.brightness, s[0])
+    x = tf.image.stateless_random_contrast(x, *aug.contrast, s[1])
     x = tf.clip_by_value(x, 0.0, 1.0)  # saturation and hue work in HSV and need 0..1
-    x = tf.image.stateless_random_saturation(x, *SATURATION, s[2])
-    x = tf.image.stateless_random_hue(x, HUE, s[3])
+    x = tf.image.stateless_random_saturation(x, *aug.saturation, s[2])
+    x = tf.image.stateless_random_hue(x, aug.hue, s[3])
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def _degrade(image: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
+    """Another camera's optics and sensor: a Gaussian blur with probability ``aug.blur`` and
+    additive Gaussian noise of a random strength up to ``aug.noise``; a float 0..255 image."""
+    if not aug.blur and not aug.noise:
+        return image
+    s = tf.random.experimental.stateless_split(seed, 4)
+    if aug.blur:
+        sigma = tf.random.stateless_uniform([], s[0], 1e-3, 1.5)
+        taps = tf.range(-3.0, 4.0)
+        kernel = tf.exp(-0.5 * tf.square(taps / sigma))
+        kernel = kernel / tf.reduce_sum(kernel)
+        depthwise = tf.tile(kernel[:, None, None, None], [1, 1, 3, 1])
+        blurred = tf.nn.depthwise_conv2d(image[None], depthwise, [1, 1, 1, 1], "SAME")
+        blurred = tf.nn.depthwise_conv2d(
+            blurred, tf.transpose(depthwise, [1, 0, 2, 3]), [1, 1, 1, 1], "SAME"
+        )[0]
+        apply = tf.random.stateless_uniform([], s[1]) < aug.blur
+        image = tf.where(apply, blurred, image)
+    if aug.noise:
+        std = tf.random.stateless_uniform([], s[2], 0.0, aug.noise)
+        image = image + std * tf.random.stateless_normal(tf.shape(image), s[3])
+    return tf.clip_by_value(image, 0.0, 255.0)

@@ -135,7 +135,7 @@ def test_padding_is_black_and_void(two_ids, monkeypatch):
 
 def test_augmentation_keeps_image_and_label_aligned(tmp_path, files, monkeypatch):
     """With colour jitter off, every pixel's colour still names its label after scale/crop/flip."""
-    monkeypatch.setattr(pipeline, "_jitter_colours", lambda image, seed: image)
+    monkeypatch.setattr(pipeline, "_jitter_colours", lambda image, seed, aug: image)
     rng = np.random.default_rng(3)
     palette = np.array([[250, 0, 0], [0, 250, 0], [0, 0, 250]], np.uint8)
     for i in range(2):
