@@ -34,3 +34,4 @@ for lever in "${levers[@]}"; do
   segnet-tf evaluate --model "$out/last.keras" --data "$split" --split val --json "$out/eval_last.json"
   segnet-tf evaluate --model "$out/best.keras" --data "$split" --split val --json "$out/eval_best.json"
 done
+python "$(dirname "$0")/screen_table.py" "$runs" | tee "$runs/screen.md"
