@@ -309,3 +309,28 @@ def test_short_camvid_run_then_evaluate_and_predict(camvid, tmp_path):
     (pred,) = predict_images(result.best_path, [frame], tmp_path / "pred")
     assert load_image(pred.mask).shape == (360, 480, 3)
     assert load_image(pred.overlay).shape == (360, 480, 3)
+
+
+@pytest.mark.slow
+def test_crops_train_a_free_size_model_and_save_the_fixed_size_twin(tmp_path):
+    """Crops at the input scale: the trained model takes any size (so it validates on whole
+    frames), best.keras is fixed at the input size for export, and dropout is in both."""
+    config = TrainConfig(
+        out=str(tmp_path / "crop"),
+        input_size=(64, 96),
+        crop_size=(32, 48),
+        augment="strong",
+        dropout=True,
+        epochs=1,
+        batch_size=4,
+        synthetic_train=8,
+        synthetic_val=4,
+    )
+    result = train(config, verbose=0)
+    last, best = load_model(result.last_path), load_model(result.best_path)
+    assert last.input_shape == (None, None, None, 3)
+    assert best.input_shape == (None, 64, 96, 3)
+    assert any("dropout" in layer.name for layer in best.layers)
+    stored = json.loads((result.run_dir / "config.json").read_text())["train"]
+    assert stored["crop_size"] == [32, 48] and stored["augment"] == "strong"
+    assert TrainConfig.from_dict({**stored, "augment": True}).augment == "default"  # old runs

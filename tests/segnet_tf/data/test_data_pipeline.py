@@ -230,3 +230,55 @@ def test_real_camvid_through_pipeline(camvid):
         assert x.shape == (2, 180, 240, 3) and y.shape == (2, 180, 240)
         assert set(np.unique(y)) <= set(range(12)) and len(np.unique(y)) >= 5
         assert 0 <= x.min() and x.max() <= 255 and x.std() > 20
+
+
+def test_crops_are_taken_at_the_input_scale(two_ids):
+    """Scale 1.0 is the image at input_size (20x24 -> 40x48 here); a 10x12 crop of it shows label
+    blocks twice as large as the source's 4x4."""
+    ds = make_dataset(
+        two_ids,
+        split="train",
+        input_size=(40, 48),
+        crop_size=(10, 12),
+        batch_size=4,
+        training=True,
+        seed=0,
+        scale_range=(1.0, 1.0),
+    )
+    x, y = _batches(ds)[0]
+    assert x.shape == (4, 10, 12, 3) and y.shape == (4, 10, 12)
+    for lab in y:  # blocks of 8x8 pixels: no 1-pixel run inside a crop away from its edges
+        runs = np.flatnonzero(np.diff(lab[5]) != 0)
+        assert np.all(np.diff(runs) >= 8)
+
+
+def test_strong_augmentation_keeps_pixels_in_range_and_labels_exact(two_ids):
+    ds = make_dataset(
+        two_ids, split="train", input_size=(20, 24), batch_size=4, training=True, seed=1,
+        augment="strong",
+    )  # fmt: skip
+    for x, y in _batches(ds) * 3:
+        assert 0.0 <= x.min() and x.max() <= 255.0
+        assert set(np.unique(y)) <= {0, 10, VOID}
+
+
+def test_augmentation_names_and_old_run_flags_resolve():
+    assert pipeline.resolve_augmentation(True) == pipeline.AUGMENTATIONS["default"]
+    assert pipeline.resolve_augmentation(False) is None
+    assert pipeline.resolve_augmentation("strong").scale_range == (0.5, 2.0)
+    with pytest.raises(ValueError, match="--augment 'wild': choose one of none, default, strong"):
+        pipeline.resolve_augmentation("wild")
+
+
+def test_noise_and_blur_change_a_flat_image_within_their_bounds():
+    import tensorflow as tf
+
+    flat = tf.fill([16, 16, 3], 128.0)
+    aug = pipeline.Augmentation(blur=1.0, noise=8.0)
+    out = pipeline._degrade(flat, tf.constant([3, 4], tf.int64), aug).numpy()
+    assert out.std() > 0.5  # the noise is there ...
+    assert np.abs(out - 128.0).max() < 8.0 * 6  # ... within six of its largest sigma
+    blurred = pipeline._degrade(
+        flat, tf.constant([3, 4], tf.int64), pipeline.Augmentation(blur=1.0)
+    )
+    np.testing.assert_allclose(blurred.numpy()[4:-4, 4:-4], 128.0, atol=1e-3)  # blur keeps flat
