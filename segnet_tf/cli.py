@@ -263,7 +263,7 @@ def train_command(
     "model_path",
     required=True,
     type=click.Path(),
-    help="A .keras file or a run directory (uses its best.keras).",
+    help="A .keras file, a run directory (uses its best.keras) or an exported .tflite file.",
 )
 @click.option(
     "--data", type=click.Path(), help="Dataset folder; default: the data the run was trained on."
@@ -288,9 +288,16 @@ def evaluate_command(model_path, data, split, batch_size, full_res, json_path) -
       segnet-tf evaluate --model runs/camvid/best.keras --data ../shared/camvid --split val \\
           --json runs/camvid/val.json
     """
-    scores = evaluate(
-        model_path, data, split=split, batch_size=batch_size, full_resolution=full_res
-    )
+    if Path(model_path).suffix == ".tflite":  # an exported model: the export layer runs it
+        if data is None or full_res:
+            raise click.UsageError("a .tflite model needs --data and is scored at its input size")
+        from segnet_tf.export.evaluate import evaluate_tflite
+
+        scores = evaluate_tflite(model_path, data, split=split)
+    else:
+        scores = evaluate(
+            model_path, data, split=split, batch_size=batch_size, full_resolution=full_res
+        )
     click.echo(format_scores(scores))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
