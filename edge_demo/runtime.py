@@ -50,6 +50,7 @@ class Labels:
     input_size: tuple[int, int] | None = None
     num_classes: int | None = None
     model: str | None = None
+    monte_carlo: dict | None = None  # the exporter's --mc-samples files (edge_demo/uncertainty.py)
 
 
 def load_labels(path: str | Path) -> Labels:
@@ -71,6 +72,7 @@ def load_labels(path: str | Path) -> Labels:
             input_size=None if size is None else (int(size[0]), int(size[1])),
             num_classes=None if data.get("num_classes") is None else int(data["num_classes"]),
             model=data.get("model"),
+            monte_carlo=data.get("monte_carlo"),
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
         raise DemoError(

@@ -35,9 +35,9 @@ def sunrgbd(tmp_path: Path, files) -> Path:
     """Train images img-000001/2 (labels img-005051/2) and test image img-000001 (label
     img-000001), as the release's archives unpack."""
     rng = np.random.default_rng(0)
-    for split, folder, numbers, offset in (
-        ("train", "SUNRGBD-train_images", (1, 2), 5050),
-        ("test", "SUNRGBD-test_images", (1,), 0),
+    for folder, numbers, offset in (
+        ("SUNRGBD-train_images", (1, 2), 5050),
+        ("SUNRGBD-test_images", (1,), 0),
     ):
         for k in numbers:
             files.image(
