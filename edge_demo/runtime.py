@@ -3,7 +3,8 @@
 The model contract is the one ``segnet-tf export`` writes: input ``[1, H, W, 3]`` raw RGB pixels
 (float32 0..255, or uint8/int8 quantised with the input tensor's own ``scale, zero_point``),
 output ``[1, H, W, num_classes]`` class logits (float32, or int8/uint8 with the output tensor's
-params), and a ``labels.json`` beside the model. Quantisation always follows the tensors' own
+params; mean probabilities for a Monte Carlo model, see ``uncertainty.py``), and a ``labels.json``
+beside the model. Quantisation always follows the tensors' own
 parameters, never an assumed ``pixel - 128``, so models from other exporters work too.
 """
 

@@ -9,9 +9,9 @@ Three layers, so that exported models reuse the same code: :func:`evaluate` (a K
 ``.keras`` path) calls :func:`evaluate_predictor` (any callable from an image batch to class maps,
 e.g. a TFLite interpreter), which feeds :func:`evaluate_predictions` (label and predicted maps).
 
-:func:`evaluate_sampling` is Bayesian SegNet's comparison (Kendall et al., BMVC 2017, section 4):
-the same metrics after weight averaging (dropout off: one pass) and after Monte Carlo dropout
-sampling with N passes, as a curve over N.
+:func:`evaluate_sampling` is Bayesian SegNet's comparison of weight averaging with Monte Carlo
+dropout sampling (Kendall et al., BMVC 2017): the same metrics with dropout off (one pass) and for
+the mean of N sampled passes, as a curve over N.
 """
 
 from __future__ import annotations
