@@ -148,7 +148,8 @@ def evaluate_sampling(
     for images, batch_labels in _batches(dataset, split, size, batch_size):
         batch_labels = batch_labels.numpy()
         labelled = batch_labels != void
-        curve = sampling_curve(model, images.numpy(), counts, seed if not labels else None)
+        first = not labels  # seeded once: later batches continue the same random stream
+        curve = sampling_curve(model, images.numpy(), counts, seed if first else None)
         for n, probs in curve.items():
             pred = probs.argmax(-1).astype(np.uint8)
             u = normalised_entropy(probs)
