@@ -5,6 +5,8 @@ Examples:
     python edge_demo/camera.py --source 0
     # a video file to an annotated video, frame and mask side by side
     python edge_demo/camera.py --source clip.mp4 --headless --output out.mp4 --view side
+    # Bayesian SegNet: classes and uncertainty side by side (segnet-tf export --mc-samples N)
+    python edge_demo/camera.py --model exported/ --view uncertainty
     # Coral Edge TPU
     python edge_demo/camera.py --edgetpu --model models/segnet-lite-camvid/model_edgetpu.tflite
     # Jetson CSI camera through GStreamer
@@ -46,6 +48,7 @@ from edge_demo.runtime import (
 )
 from edge_demo.sinks import IMAGE_FORMATS, FrameSink, Window, open_sink
 from edge_demo.sources import FrameSource, open_source
+from edge_demo.uncertainty import check_monte_carlo, monte_carlo_model_path, normalised_entropy
 
 log = logging.getLogger("edge_demo")
 
@@ -127,7 +130,10 @@ def camera_loop(
                 classes = class_map(scores)
             else:
                 classes = class_map(raw)  # argmax of raw int8 scores: no dequantisation needed
-            out = renderer.render(frame, classes, hud_lines(hud_ms, model.precision))
+            uncertainty = None
+            if renderer.view == "uncertainty":  # a Monte Carlo model's mean probabilities
+                uncertainty = normalised_entropy(scores if smooth > 1 else model.scores(raw))
+            out = renderer.render(frame, classes, hud_lines(hud_ms, model.precision), uncertainty)
             t4 = time.perf_counter()
             if sink is not None:
                 sink.write(out)
@@ -147,7 +153,10 @@ def camera_loop(
 
 def run(args: argparse.Namespace) -> dict:
     """Run the demo with parsed CLI ``args``; return the summary (also written to ``--json``)."""
-    model = load_model(args.model, args.labels, args.threads, args.edgetpu, args.delegate)
+    uncertain = args.view == "uncertainty"
+    path = monte_carlo_model_path(args.model) if uncertain else args.model
+    model = load_model(path, args.labels, args.threads, args.edgetpu, args.delegate)
+    samples = check_monte_carlo(model) if uncertain else None
     labels = model.labels
     renderer = Renderer(
         labels.class_names,
@@ -160,8 +169,9 @@ def run(args: argparse.Namespace) -> dict:
     source = open_source(args.source, args.reconnect)
     device = "edgetpu" if args.edgetpu else f"{args.threads} threads"
     log.info(
-        "model %s (%s, input %dx%d, %d classes) on %s, %s; source %s",
-        model.path, model.precision, *model.input_size, model.num_classes, litert()[2], device,
+        "model %s (%s, input %dx%d, %d classes%s) on %s, %s; source %s",
+        model.path, model.precision, *model.input_size, model.num_classes,
+        f", {samples} Monte Carlo samples a frame" if samples else "", litert()[2], device,
         source.name,
     )  # fmt: skip
     sink = window = None
@@ -199,6 +209,7 @@ def run(args: argparse.Namespace) -> dict:
         "source": source.name,
         "view": args.view,
         "output": args.output,
+        "monte_carlo_samples": samples,
     }
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--json", help="also write the summary to this JSON file")
 
     view = parser.add_argument_group("view")
-    view.add_argument("--view", choices=VIEWS, default="overlay", help="default: overlay")
+    view.add_argument(
+        "--view",
+        choices=VIEWS,
+        default="overlay",
+        help="default: overlay; uncertainty: overlay and Bayesian SegNet's uncertainty side by "
+        "side, from a Monte Carlo model (model_mc*.tflite: segnet-tf export --mc-samples N)",
+    )
     view.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity (default 0.5)")
     view.add_argument("--legend", choices=LEGENDS, default="present", help="classes to list")
     view.add_argument(

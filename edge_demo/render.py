@@ -14,7 +14,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-VIEWS = ("overlay", "mask", "side")
+VIEWS = ("overlay", "mask", "side", "uncertainty")
 LEGENDS = ("present", "all", "none")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 PANEL_OPACITY = 0.6  # how much the panels behind text darken the image
@@ -41,6 +41,28 @@ def _resize_nearest(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     if (img.shape[1], img.shape[0]) == size_wh:
         return img
     return cv2.resize(img, size_wh, interpolation=cv2.INTER_NEAREST)
+
+
+def uncertainty_heatmap(uncertainty: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """Uncertainty ``[h, w]`` in 0..1 -> BGR heat map of ``size_wh``: scaled (bilinear), then
+    value ``u`` drawn as entry ``round(255 u)`` of OpenCV's inferno map, black certain to
+    pale yellow uniform (the colours of ``segnet-tf predict``'s uncertainty images)."""
+    if (uncertainty.shape[1], uncertainty.shape[0]) != size_wh:
+        uncertainty = cv2.resize(uncertainty, size_wh, interpolation=cv2.INTER_LINEAR)
+    codes = np.round(np.clip(uncertainty, 0.0, 1.0) * 255).astype(np.uint8)
+    return cv2.applyColorMap(codes, cv2.COLORMAP_INFERNO)
+
+
+def draw_heat_key(img: np.ndarray, x: int, y: int, width: int, scale: float) -> None:
+    """The heat map's key at ``(x, y)``, drawn in place: a label over the colour ramp 0..1."""
+    (_, text_h), baseline = cv2.getTextSize("Ag", FONT, scale, _thickness(scale))
+    draw_text_panel(img, ["uncertainty 0 .. 1"], x, y, scale)
+    top = y + 2 * max(3, text_h // 2) + text_h + baseline  # below the panel
+    ramp = np.linspace(0, 255, max(width, 1)).round().astype(np.uint8)
+    bar = cv2.applyColorMap(np.tile(ramp, (max(2, text_h // 2), 1)), cv2.COLORMAP_INFERNO)
+    h, w = min(bar.shape[0], img.shape[0] - top), min(bar.shape[1], img.shape[1] - x)
+    if h > 0 and w > 0:
+        img[top : top + h, x : x + w] = bar[:h, :w]
 
 
 class Sprite(NamedTuple):
@@ -136,8 +158,11 @@ class Renderer:
         self._all_shown = tuple(int(i) for i in np.flatnonzero(~self.ignored))
         self._legends: dict[tuple, Sprite] = {}
 
-    def segmentation(self, frame: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        """The view without text: overlay, mask, or frame and mask side by side."""
+    def segmentation(
+        self, frame: np.ndarray, classes: np.ndarray, uncertainty: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The view without text: overlay, mask, frame and mask side by side, or overlay and
+        uncertainty heat map side by side (``uncertainty``: ``[h, w]`` in 0..1, any size)."""
         # Colour at the class map's (model) size, then scale: nearest-neighbour resizing commutes
         # with the table lookup and a small lookup is several times cheaper than a full-size one.
         size = frame.shape[1], frame.shape[0]
@@ -146,6 +171,15 @@ class Renderer:
             return colour
         if self.view == "side":
             return np.hstack((frame, colour))
+        if self.view == "uncertainty":
+            if uncertainty is None:
+                raise ValueError("the uncertainty view needs an uncertainty map")
+            overlay = self._overlay(frame, classes, colour)
+            return np.hstack((overlay, uncertainty_heatmap(uncertainty, size)))
+        return self._overlay(frame, classes, colour)
+
+    def _overlay(self, frame: np.ndarray, classes: np.ndarray, colour: np.ndarray) -> np.ndarray:
+        size = frame.shape[1], frame.shape[0]
         out = cv2.addWeighted(frame, 1.0 - self.alpha, colour, self.alpha, 0.0)
         if self._any_ignored:  # ignored classes show the frame, not a dimmed frame
             cv2.copyTo(frame, _resize_nearest(self._ignored_u8.take(classes), size), out)
@@ -167,16 +201,27 @@ class Renderer:
             self._legends[key] = legend_sprite(names, self.lut[list(ids)], scale, max_height)
         return self._legends[key]
 
-    def render(self, frame: np.ndarray, classes: np.ndarray, hud: Sequence[str] = ()) -> np.ndarray:
-        """Annotated BGR image: ``classes`` (any size, e.g. the model's) is scaled to the frame."""
-        out = self.segmentation(frame, classes)
+    def render(
+        self,
+        frame: np.ndarray,
+        classes: np.ndarray,
+        hud: Sequence[str] = (),
+        uncertainty: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Annotated BGR image: ``classes`` and ``uncertainty`` (any size, e.g. the model's) are
+        scaled to the frame."""
+        out = self.segmentation(frame, classes, uncertainty)
         scale = font_scale(frame.shape[0])
         margin = max(4, frame.shape[0] // 60)
+        # the legend's right edge: the class panel's, left of a heat map
+        right = frame.shape[1] if self.view == "uncertainty" else out.shape[1]
         if self.legend != "none":
             ids = self.shown_classes(classes)
             if ids:
                 sprite = self.legend_for(ids, scale, out.shape[0] - 2 * margin)
-                paste(out, sprite, max(0, out.shape[1] - sprite.gain.shape[1] - margin), margin)
+                paste(out, sprite, max(0, right - sprite.gain.shape[1] - margin), margin)
+        if self.view == "uncertainty":
+            draw_heat_key(out, frame.shape[1] + margin, margin, frame.shape[1] // 3, scale)
         if hud:
             draw_text_panel(out, hud, margin, margin, scale)
         return out

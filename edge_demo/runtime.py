@@ -3,7 +3,8 @@
 The model contract is the one ``segnet-tf export`` writes: input ``[1, H, W, 3]`` raw RGB pixels
 (float32 0..255, or uint8/int8 quantised with the input tensor's own ``scale, zero_point``),
 output ``[1, H, W, num_classes]`` class logits (float32, or int8/uint8 with the output tensor's
-params), and a ``labels.json`` beside the model. Quantisation always follows the tensors' own
+params; mean probabilities for a Monte Carlo model, see ``uncertainty.py``), and a ``labels.json``
+beside the model. Quantisation always follows the tensors' own
 parameters, never an assumed ``pixel - 128``, so models from other exporters work too.
 """
 
@@ -50,6 +51,7 @@ class Labels:
     input_size: tuple[int, int] | None = None
     num_classes: int | None = None
     model: str | None = None
+    monte_carlo: dict | None = None  # the exporter's --mc-samples files (edge_demo/uncertainty.py)
 
 
 def load_labels(path: str | Path) -> Labels:
@@ -71,6 +73,7 @@ def load_labels(path: str | Path) -> Labels:
             input_size=None if size is None else (int(size[0]), int(size[1])),
             num_classes=None if data.get("num_classes") is None else int(data["num_classes"]),
             model=data.get("model"),
+            monte_carlo=data.get("monte_carlo"),
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
         raise DemoError(

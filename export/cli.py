@@ -13,6 +13,7 @@ Examples:
   segnet-tf export --model runs/camvid/best.keras --out exported --int8
   segnet-tf export --model runs/camvid/best.keras --out coral --target edgetpu \\
       --calib-data ../camvid --calib-samples 300
+  segnet-tf export --model runs/bayes/best.keras --out bayes --int8 --mc-samples 8
 \b
 Artifacts: saved_model/, labels.json, report.json and
 """ + "\n".join(f"  {f.filename:<22} {f.description}" for f in FORMATS.values())
@@ -59,13 +60,35 @@ Artifacts: saved_model/, labels.json, report.json and
 )
 @click.option("--threads", type=int, default=None, help="Threads for the latency figures.")
 @click.option(
+    "--mc-samples",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Also write model_mc.tflite (and model_mc_int8.tflite with --int8): Monte Carlo "
+    "dropout with N fixed masks, one batch of N per frame, mean probabilities out "
+    "(bayesian-segnet; edge_demo --view uncertainty). Masks are drawn from --seed.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Calibration and mask seed.")
+@click.option(
     "--equalize/--no-equalize",
     default=True,
     show_default=True,
     help="Rescale every ReLU channel to [0, 6] before int8 quantisation (see export/lowering.py).",
 )
 def export_command(
-    model, out, int8, fp16, target, calib_data, calib_samples, parity_samples, threads, equalize
+    model,
+    out,
+    int8,
+    fp16,
+    target,
+    calib_data,
+    calib_samples,
+    parity_samples,
+    threads,
+    mc_samples,
+    seed,
+    equalize,
 ):
     """Export a trained model to SavedModel and TFLite (builtin ops only), with a parity report."""
     options = ExportOptions(
@@ -78,6 +101,8 @@ def export_command(
         calib_samples=calib_samples,
         parity_samples=parity_samples,
         threads=threads,
+        mc_samples=mc_samples,
+        seed=seed,
         equalize=equalize,
     )
     try:

@@ -31,6 +31,15 @@ from segnet_tf.export.lowering import (
     equalize_activations,
     lower_model,
 )
+from segnet_tf.export.montecarlo import (
+    MC_OUTPUT,
+    dropout_masks,
+    mask_values,
+    masked_activation_peaks,
+    masked_network,
+    reference_model,
+    sample_mean_model,
+)
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
 
@@ -53,6 +62,7 @@ class Format:
     lowering: str  # see segnet_tf.export.lowering.LOWERINGS
     description: str
     gain: float = STEP_GAIN  # of the step comparison (see segnet_tf.export.lowering)
+    monte_carlo: bool = False  # N fixed dropout masks, mean probabilities (export/montecarlo.py)
 
 
 FORMATS: dict[str, Format] = {
@@ -70,6 +80,23 @@ FORMATS: dict[str, Format] = {
         Format("int8", "model_int8.tflite", "int8", "step", "full int8 (ARM CPU, XNNPACK, NNAPI)"),
         Format(
             "edgetpu", "model_edgetpu.tflite", "int8", "edgetpu", "full int8, Edge TPU ops only"
+        ),
+        Format(
+            "mc",
+            "model_mc.tflite",
+            "float32",
+            "step-conv",
+            "Monte Carlo dropout, N fixed masks: mean probabilities (--mc-samples N)",
+            FLOAT_STEP_GAIN,
+            monte_carlo=True,
+        ),
+        Format(
+            "mc-int8",
+            "model_mc_int8.tflite",
+            "int8",
+            "step",
+            "the same, full int8 (--mc-samples N with --int8)",
+            monte_carlo=True,
         ),
     )
 }
@@ -93,6 +120,7 @@ class ExportOptions:
     threads: int | None = None
     seed: int = 0
     equalize: bool = True  # rescale every ReLU channel to [0, 6] before int8 quantisation
+    mc_samples: int = 0  # > 0: also the Monte Carlo dropout model(s) with this many masks
 
     def formats(self) -> list[Format]:
         """The TFLite artifacts these options ask for; rejects combinations that make no sense."""
@@ -104,6 +132,10 @@ class ExportOptions:
             raise ExportError("--target edgetpu needs equalized activations; drop --no-equalize")
         if self.parity_samples < 1:
             raise ExportError(f"--parity-samples must be >= 1, got {self.parity_samples}")
+        if self.mc_samples == 1 or self.mc_samples < 0:
+            raise ExportError(
+                f"--mc-samples must be 0 (none) or >= 2 dropout masks, got {self.mc_samples}"
+            )
         names = ["tflite"]
         if self.fp16:
             names.append("fp16")
@@ -111,6 +143,8 @@ class ExportOptions:
             names.append("int8")
         if self.target == "edgetpu":
             names.append("edgetpu")
+        if self.mc_samples:  # on the CPU: TILE and the N-sample batch are not Edge TPU work
+            names += ["mc", "mc-int8"] if "int8" in names else ["mc"]
         return [FORMATS[n] for n in names]
 
 
@@ -131,6 +165,7 @@ def export_model(options: ExportOptions, log=print) -> dict:
     model = load_segnet(options.model)
     input_size = static_input_size(model, options.model)
     config = model_classes(int(model.outputs[0].shape[-1]), options.model)
+    masks = _monte_carlo_masks(model, options)
     needs_calibration = any(f.precision == "int8" for f in formats)
 
     out = Path(options.out)
@@ -145,15 +180,17 @@ def export_model(options: ExportOptions, log=print) -> dict:
                 f"calibration: {len(calib)} crops of {input_size[0]}x{input_size[1]} "
                 f"from {dataset.root or 'the built-in synthetic scenes'}"
             )
-        report = _build_all(model, formats, calib, staging, options, log)
-        _write_labels(staging, config, model, input_size)
-        report["parity"] = _parity(model, staging, report, dataset, input_size, options, log)
+        report = _build_all(model, formats, calib, staging, options, log, masks)
+        monte_carlo = _monte_carlo_info(masks, options, formats)
+        _write_labels(staging, config, model, input_size, monte_carlo)
+        report["parity"] = _parity(model, staging, report, dataset, input_size, options, log, masks)
         report.update(
             model=model.name,
             source=str(options.model),
             input_size=list(input_size),
             num_classes=config.num_classes,
             target=options.target,
+            **({"monte_carlo": monte_carlo} if monte_carlo else {}),
         )
         (staging / "report.json").write_text(json.dumps(report, indent=2))
         _replace_dir(staging, out)
@@ -174,6 +211,28 @@ def load_segnet(path: Path) -> keras.Model:
             f"model {str(path)!r} is not a segnet-tf model: it has no MaxPoolingWithArgmax2D layer"
         )
     return model
+
+
+def _monte_carlo_masks(model: keras.Model, options: ExportOptions) -> dict | None:
+    if not options.mc_samples:
+        return None
+    try:
+        return dropout_masks(model, options.mc_samples, options.seed)
+    except ValueError as e:
+        raise ExportError(f"--mc-samples {options.mc_samples}: {e}") from e
+
+
+def _monte_carlo_info(masks, options: ExportOptions, formats) -> dict | None:
+    """What labels.json tells the demo about the Monte Carlo files (None without any)."""
+    if masks is None:
+        return None
+    return {
+        "samples": options.mc_samples,
+        "seed": options.seed,
+        "output": MC_OUTPUT,
+        "files": [f.filename for f in formats if f.monte_carlo],
+        "mask_values": mask_values(masks),
+    }
 
 
 def static_input_size(model: keras.Model, path: Path) -> tuple[int, int]:
@@ -206,7 +265,7 @@ def _calibration(options: ExportOptions, dataset, input_size) -> np.ndarray:
         raise CalibrationError(f"--calib-data: {e}") from e
 
 
-def _build_all(model, formats, calib, staging: Path, options, log) -> dict:
+def _build_all(model, formats, calib, staging: Path, options, log, masks=None) -> dict:
     report: dict = {"artifacts": {}}
     start = time.perf_counter()
     save_serving_model(model, staging / "saved_model")
@@ -215,7 +274,7 @@ def _build_all(model, formats, calib, staging: Path, options, log) -> dict:
         "size_bytes": _dir_size(staging / "saved_model"),
         "seconds_to_build": round(time.perf_counter() - start, 2),
     }
-    lowered_dirs: dict[tuple[str, float, bool], Path] = {}
+    lowered_dirs: dict[tuple[str, float, bool, bool], Path] = {}
     peaks = activation_peaks(model, calib) if calib is not None and options.equalize else None
     with tempfile.TemporaryDirectory(dir=staging.parent) as tmp:
         for fmt in formats:
@@ -223,11 +282,19 @@ def _build_all(model, formats, calib, staging: Path, options, log) -> dict:
             int8 = fmt.precision == "int8"
             # the int8 step gain assumes equalized [0, 6] activations; without them, compare exactly
             lowering = fmt.lowering if options.equalize or not int8 else "exact"
-            key = (lowering, fmt.gain, int8)
+            key = (lowering, fmt.gain, int8, fmt.monte_carlo)
             if key not in lowered_dirs:
-                lowered = lower_model(model, lowering, gain=fmt.gain)
+                if fmt.monte_carlo:
+                    lowered = masked_network(model, masks, lowering, fmt.gain)
+                else:
+                    lowered = lower_model(model, lowering, gain=fmt.gain)
                 if int8 and options.equalize:  # float exports stay bit-exact
-                    equalize_activations(lowered, peaks)
+                    equalize_activations(
+                        lowered,
+                        masked_activation_peaks(model, masks, calib) if fmt.monte_carlo else peaks,
+                    )
+                if fmt.monte_carlo:
+                    lowered = sample_mean_model(lowered, options.mc_samples)
                 lowered_dirs[key] = Path(tmp) / fmt.name
                 save_serving_model(lowered, lowered_dirs[key], batch_size=1)
             rep = representative_dataset(calib) if int8 else None
@@ -268,7 +335,9 @@ def _check(fmt: Format, info) -> None:
         check_edgetpu(info)
 
 
-def _write_labels(staging: Path, config: DatasetConfig, model, input_size) -> None:
+def _write_labels(
+    staging: Path, config: DatasetConfig, model, input_size, monte_carlo: dict | None = None
+) -> None:
     labels = {
         "model": model.name,
         "input_size": list(input_size),
@@ -277,6 +346,8 @@ def _write_labels(staging: Path, config: DatasetConfig, model, input_size) -> No
         "colours": [list(c) for c in config.colours],
         "void_id": config.void_id,
     }
+    if monte_carlo is not None:  # which files output mean probabilities (edge_demo --view)
+        labels["monte_carlo"] = monte_carlo
     (staging / "labels.json").write_text(json.dumps(labels, indent=2))
 
 
@@ -292,12 +363,22 @@ def _parity_images(dataset, input_size, count: int, seed: int):
     return split, np.stack(images), np.stack(labels)
 
 
-def _parity(model, staging: Path, report: dict, dataset, input_size, options, log) -> dict:
-    """Class-map agreement with Keras, mIoU of each model and latency per image on this machine."""
+def _parity(
+    model, staging: Path, report: dict, dataset, input_size, options, log, masks=None
+) -> dict:
+    """Class-map agreement with Keras, mIoU of each model and latency per image on this machine.
+
+    A Monte Carlo model is compared with Keras sampling under the same masks; ``max_abs_diff``
+    is the largest difference of their mean probabilities.
+    """
     split, images, labels = _parity_images(
         dataset, input_size, options.parity_samples, options.seed
     )
     keras_maps = np.argmax(model.predict(images, batch_size=1, verbose=0), -1)
+    mc_probs = None
+    if masks is not None:  # Keras sampling under the same masks: the Monte Carlo models' reference
+        mc_probs = reference_model(model, masks).predict(images, batch_size=1, verbose=0)
+        mc_maps = mc_probs.argmax(-1)
 
     def scores(maps) -> dict:
         found = evaluate_predictions(labels, maps, dataset.config)
@@ -312,6 +393,8 @@ def _parity(model, staging: Path, report: dict, dataset, input_size, options, lo
         "keras": keras_scores,
         "models": {},
     }
+    if mc_probs is not None:
+        result["keras_mc_miou"] = scores(mc_maps)["miou"]
     threads = options.threads or os.cpu_count()
     for name, artifact in report["artifacts"].items():
         if name == "saved_model":
@@ -322,19 +405,24 @@ def _parity(model, staging: Path, report: dict, dataset, input_size, options, lo
         maps = np.stack([np.argmax(o, -1) for o, _ in outs])
         found = scores(maps)
         m = found["miou"]
+        monte_carlo = FORMATS[name].monte_carlo
+        reference = "keras_mc" if monte_carlo else "keras"
         entry = {
-            "pixel_agreement": float(np.mean(maps == keras_maps)),
+            "reference": reference,
+            "pixel_agreement": float(np.mean(maps == (mc_maps if monte_carlo else keras_maps))),
             "miou": m,
-            "miou_delta_points": 100 * (m - result["keras_miou"]),
+            "miou_delta_points": 100 * (m - result[f"{reference}_miou"]),
             "latency_ms_median": 1000 * float(np.median([t for _, t in outs])),
             "threads": threads,
             "scores": found,
         }
+        if monte_carlo:
+            entry["max_abs_diff"] = float(np.abs(np.stack([o for o, _ in outs]) - mc_probs).max())
         artifact["parity"] = entry
         result["models"][name] = entry
         log(
             f"parity {artifact['file']}: {100 * entry['pixel_agreement']:.2f}% pixels agree, "
-            f"mIoU {100 * m:.2f} (Keras {100 * result['keras_miou']:.2f})"
+            f"mIoU {100 * m:.2f} ({reference} {100 * result[f'{reference}_miou']:.2f})"
         )
     return result
 
@@ -361,6 +449,12 @@ def format_report(report: dict) -> str:
         f"Keras reference mIoU {100 * par.get('keras_miou', 0):.2f} on {par.get('images')} "
         f"{par.get('split')} images"
     )
+    if "keras_mc_miou" in par:
+        mc = report["monte_carlo"]
+        rows.append(
+            f"Monte Carlo models ({mc['samples']} fixed masks, seed {mc['seed']}) are compared "
+            f"with Keras under the same masks: mIoU {100 * par['keras_mc_miou']:.2f}"
+        )
     return "\n".join(rows)
 
 

@@ -20,6 +20,8 @@ the next convolution, so the function is unchanged).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 
@@ -41,13 +43,14 @@ def lower_model(
     lowering: str = "exact",
     batch_size: int | None = 1,
     gain: float = STEP_GAIN,
+    dropout: Callable[[MonteCarloDropout], keras.layers.Layer] | None = None,
 ) -> keras.Model:
     """Rebuild ``model`` with builtin-op pooling/unpooling, sharing its weights.
 
-    Monte Carlo dropout becomes identity (deterministic inference). ``gain`` is the step gain of
-    the step lowerings (all but ``exact``), right for activations equalized by
-    :func:`equalize_activations`. A static ``batch_size`` gives the static shapes that TFLite
-    accelerators want.
+    Monte Carlo dropout becomes identity (deterministic inference), or ``dropout(layer)`` (fixed
+    masks: :mod:`segnet_tf.export.montecarlo`). ``gain`` is the step gain of the step lowerings
+    (all but ``exact``), right for activations equalized by :func:`equalize_activations`. A
+    static ``batch_size`` gives the static shapes that TFLite accelerators want.
     """
     if lowering not in LOWERINGS:
         raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
@@ -58,6 +61,7 @@ def lower_model(
         pool=lambda name: MaxPoolingWithMask2D(lowering, gain, name=name),
         unpool=lambda name: MaskedUnpooling2D(lowering, name=name),
         batch_size=batch_size,
+        dropout=dropout,
     )
 
 
@@ -77,9 +81,12 @@ def check_nonnegative_pooling(model: keras.Model) -> None:
                 )
 
 
-def rebuild(model: keras.Model, pool, unpool, batch_size: int | None = 1) -> keras.Model:
+def rebuild(
+    model: keras.Model, pool, unpool, batch_size: int | None = 1, dropout=None
+) -> keras.Model:
     """Clone ``model`` with its argmax pooling and unpooling layers made by ``pool(name)`` and
-    ``unpool(name)``, Monte Carlo dropout removed, and every weight shared by value."""
+    ``unpool(name)``, Monte Carlo dropout removed (or made by ``dropout(layer)``), and every
+    weight shared by value."""
 
     def replace(layer):
         if isinstance(layer, MaxPoolingWithArgmax2D):
@@ -87,7 +94,7 @@ def rebuild(model: keras.Model, pool, unpool, batch_size: int | None = 1) -> ker
         if isinstance(layer, MaxUnpooling2D):
             return unpool(layer.name)
         if isinstance(layer, MonteCarloDropout):
-            return keras.layers.Identity(name=layer.name)
+            return keras.layers.Identity(name=layer.name) if dropout is None else dropout(layer)
         return layer.__class__.from_config(layer.get_config())
 
     shape = model.inputs[0].shape[1:]

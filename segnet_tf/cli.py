@@ -15,7 +15,7 @@ import segnet_tf
 from segnet_tf.data import dataset_stats, open_dataset, pack_dataset, validate
 from segnet_tf.data.pipeline import AUGMENTATIONS, unwrap_dataset_error
 from segnet_tf.data.splits import DRIVE_PATTERN, write_drive_split
-from segnet_tf.evaluation import evaluate
+from segnet_tf.evaluation import CURVE_METRICS, evaluate, evaluate_sampling
 from segnet_tf.models import PRESETS, build_model
 from segnet_tf.prediction import predict_images
 from segnet_tf.runs import read_state
@@ -51,6 +51,16 @@ class SegnetGroup(click.Group):
             if found is e:
                 raise
             raise click.ClickException(str(found)) from e
+
+
+def parse_counts(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
+    """``1,2,4,8`` -> ``(1, 2, 4, 8)``."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if parts and all(p.isdigit() and int(p) >= 1 for p in parts):
+        return tuple(sorted({int(p) for p in parts}))
+    raise click.BadParameter(f"{value!r}: expected sample counts >= 1, e.g. 8 or 1,2,4,8")
 
 
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
@@ -278,27 +288,52 @@ def train_command(
     help="Score at the labels' own size (predictions resized back, as `predict` writes them) "
     "instead of at the model's input size.",
 )
+@click.option(
+    "--samples",
+    callback=parse_counts,
+    metavar="N[,N...]",
+    help="Bayesian SegNet: score Monte Carlo dropout with N sampled passes per image, and "
+    "compare counts as a curve (1 = weight averaging, dropout off; e.g. 1,2,4,8).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Dropout seed of --samples.")
 @click.option("--json", "json_path", type=click.Path(), help="Also write the scores to this file.")
-def evaluate_command(model_path, data, split, batch_size, full_res, json_path) -> None:
+def evaluate_command(
+    model_path, data, split, batch_size, full_res, samples, seed, json_path
+) -> None:
     """Global accuracy, class accuracy, mIoU, per-class IoU and boundary F1 at the model's
     input size (or, with --full-res, at the labels' size).
 
     \b
-    Example:
+    Examples:
       segnet-tf evaluate --model runs/camvid/best.keras --data ../shared/camvid --split val \\
           --json runs/camvid/val.json
+      segnet-tf evaluate --model runs/bayes --samples 1,2,4,8,16   # sampling vs weight averaging
     """
     if Path(model_path).suffix == ".tflite":  # an exported model: the export layer runs it
-        if data is None or full_res:
-            raise click.UsageError("a .tflite model needs --data and is scored at its input size")
+        if data is None or full_res or samples is not None:
+            raise click.UsageError(
+                "a .tflite model needs --data and is scored at its input size, one pass"
+            )
         from segnet_tf.export.evaluate import evaluate_tflite
 
         scores = evaluate_tflite(model_path, data, split=split)
+        click.echo(format_scores(scores))
+    elif samples is not None:
+        if full_res:
+            raise click.BadParameter(
+                "scores at the model's input size only", param_hint="--samples"
+            )
+        scores = evaluate_sampling(
+            model_path, data, split=split, samples=samples, batch_size=batch_size, seed=seed
+        )
+        click.echo(format_curve(scores))
+        click.echo(f"with N = {samples[-1]}:")
+        click.echo(format_scores({**scores, **scores["scores"][str(samples[-1])]}))
     else:
         scores = evaluate(
             model_path, data, split=split, batch_size=batch_size, full_resolution=full_res
         )
-    click.echo(format_scores(scores))
+        click.echo(format_scores(scores))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(scores, indent=2))
@@ -325,6 +360,28 @@ def format_scores(scores: dict) -> str:
     return "\n".join(lines)
 
 
+def format_curve(result: dict) -> str:
+    """The sampling table of :func:`evaluate_sampling`: one row per sample count, in %."""
+    names = {"global_accuracy": "G", "class_accuracy": "C", "miou": "mIoU", "bf_score": "BF"}
+    header = f"{'N':>4}  {'inference':<20}" + "".join(f"{names[k]:>7}" for k in CURVE_METRICS)
+    lines = [
+        f"{result['num_images']} images ({result['split']}) at {_size_text(result)}, dropout "
+        f"seed {result['seed']}, in %; U: mean normalised entropy (right / wrong pixels)",
+        header + f"{'U':>7}{'U right':>9}{'U wrong':>9}",
+    ]
+    for row in result["curve"]:
+        cells = [row[k] for k in (*CURVE_METRICS, "mean_uncertainty")]
+        lines.append(
+            f"{row['samples']:>4}  {row['inference']:<20}"
+            + "".join("    n/a" if v is None else f"{100 * v:7.1f}" for v in cells)
+            + "".join(
+                "      n/a" if row[k] is None else f"{100 * row[k]:9.1f}"
+                for k in ("uncertainty_right", "uncertainty_wrong")
+            )
+        )
+    return "\n".join(lines)
+
+
 @cli.command("predict")
 @click.option(
     "--model",
@@ -337,8 +394,10 @@ def format_scores(scores: dict) -> str:
 @click.option(
     "--samples",
     type=click.IntRange(min=1),
-    help="Monte Carlo samples (bayesian-segnet; default 8 for it, else 1).",
+    help="Monte Carlo dropout passes per image (bayesian-segnet; default 8 for it, else 1); "
+    "above 1 also writes <name>_uncertainty.png. 1 is weight averaging (dropout off).",
 )
+@click.option("--seed", type=int, default=0, show_default=True, help="Dropout seed of --samples.")
 @click.option(
     "--alpha",
     type=click.FloatRange(0, 1),
@@ -346,15 +405,17 @@ def format_scores(scores: dict) -> str:
     show_default=True,
     help="Mask opacity in the overlays.",
 )
-def predict_command(model_path, inputs, out, samples, alpha) -> None:
-    """Write colour masks and overlays (and uncertainty maps for bayesian-segnet) for images or
-    folders of images.
+def predict_command(model_path, inputs, out, samples, seed, alpha) -> None:
+    """Write <name>_mask.png and <name>_overlay.png for images or folders of images, and for
+    bayesian-segnet <name>_uncertainty.png (normalised predictive entropy of the Monte Carlo
+    samples, inferno colour map: black certain, yellow uniform over the classes).
 
     \b
-    Example:
+    Examples:
       segnet-tf predict --model runs/camvid/best.keras frames/ street.png --out predictions/
+      segnet-tf predict --model runs/bayes --samples 16 street.png --out predictions/
     """
-    results = predict_images(model_path, inputs, out, samples=samples, alpha=alpha)
+    results = predict_images(model_path, inputs, out, samples=samples, alpha=alpha, seed=seed)
     extra = " and uncertainty maps" if any(r.uncertainty for r in results) else ""
     click.echo(f"wrote masks and overlays{extra} of {len(results)} images to {out}")
 

@@ -8,13 +8,17 @@ differs between deployments.
 Three layers, so that exported models reuse the same code: :func:`evaluate` (a Keras model or
 ``.keras`` path) calls :func:`evaluate_predictor` (any callable from an image batch to class maps,
 e.g. a TFLite interpreter), which feeds :func:`evaluate_predictions` (label and predicted maps).
+
+:func:`evaluate_sampling` is Bayesian SegNet's comparison of weight averaging with Monte Carlo
+dropout sampling (Kendall et al., BMVC 2017): the same metrics with dropout off (one pass) and for
+the mean of N sampled passes, as a curve over N.
 """
 
 from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import keras
@@ -30,11 +34,17 @@ from segnet_tf.metrics import (
     per_class_iou,
 )
 from segnet_tf.models import load_model
-from segnet_tf.prediction import segment
+from segnet_tf.prediction import (
+    monte_carlo_dropout_layers,
+    normalised_entropy,
+    sampling_curve,
+    segment,
+)
 from segnet_tf.runs import open_run_dataset, read_run_config
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Float32 RGB batch ``[N, H, W, 3]`` in 0..255 -> class ids ``[N, H, W]``."""
+CURVE_METRICS = ("global_accuracy", "class_accuracy", "miou", "bf_score")
 
 
 def evaluate(
@@ -55,12 +65,7 @@ def evaluate(
     """
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
     dataset = _dataset(data, model_or_path)
-    num_classes = model.output_shape[-1]
-    if num_classes != dataset.config.num_classes:
-        raise ValueError(
-            f"model {model.name!r} predicts {num_classes} classes but dataset "
-            f"{dataset.config.name!r} has {dataset.config.num_classes}"
-        )
+    check_classes(model, dataset)
     size = model_input_size(model, input_size)
     if full_resolution:
         scores = evaluate_predictor(full_resolution_predictor(model), dataset, split)
@@ -85,16 +90,7 @@ def evaluate_predictor(
     resized to ``input_size`` (None: native size, one image per batch)."""
     if not isinstance(dataset, Dataset):
         dataset = open_dataset(dataset)
-    if input_size is None:
-        batch_size = 1
-    ds = make_dataset(
-        dataset,
-        split=split,
-        input_size=input_size,
-        batch_size=batch_size,
-        training=False,
-        cache=False,
-    )
+    ds = _batches(dataset, split, input_size, batch_size)
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for images, labels in ds:
@@ -112,6 +108,80 @@ def evaluate_predictor(
         map(operator.itemgetter(1), pred_maps),
         dataset.config,
     )
+
+
+def evaluate_sampling(
+    model_or_path: keras.Model | str | Path,
+    data: Dataset | str | Path | None = None,
+    split: str = "val",
+    samples: Sequence[int] = (1, 2, 4, 8),
+    input_size: tuple[int, int] | None = None,
+    batch_size: int = 8,
+    seed: int | None = 0,
+) -> dict:
+    """Scores after weight averaging and Monte Carlo dropout sampling, for every count in
+    ``samples`` (1: weight averaging, dropout off; N > 1: mean softmax of N sampled passes).
+
+    Returns ``curve``, one row per count in increasing order with ``samples``, ``inference``, the
+    four paper metrics and the mean normalised entropy of the mean softmax over labelled pixels
+    (``mean_uncertainty``, and separately where the class map is right and wrong), plus
+    ``scores`` (count -> the full :func:`evaluate_predictions` dict). The counts share their
+    passes, so the curve costs ``max(samples)`` passes per image (one more with 1); ``seed``
+    makes it repeatable (same seed and batch size, same numbers).
+    """
+    counts = sorted(set(samples))
+    if not counts or counts[0] < 1:
+        raise ValueError(f"--samples: counts must be >= 1, got {list(samples)}")
+    model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
+    if counts[-1] > 1 and not monte_carlo_dropout_layers(model):
+        raise ValueError(
+            f"--samples {counts[-1]}: model {model.name!r} has no Monte Carlo dropout; sampling "
+            "needs a 'bayesian-segnet' model (--samples 1 is plain weight averaging)"
+        )
+    dataset = _dataset(data, model_or_path)
+    check_classes(model, dataset)
+    size = model_input_size(model, input_size)
+    void = -1 if dataset.config.void_id is None else dataset.config.void_id
+    labels: list[np.ndarray] = []
+    maps: dict[int, list[np.ndarray]] = {n: [] for n in counts}
+    entropy = {n: np.zeros(3) for n in counts}  # sums over right and wrong pixels, and count
+    for images, batch_labels in _batches(dataset, split, size, batch_size):
+        batch_labels = batch_labels.numpy()
+        labelled = batch_labels != void
+        first = not labels  # seeded once: later batches continue the same random stream
+        curve = sampling_curve(model, images.numpy(), counts, seed if first else None)
+        for n, probs in curve.items():
+            pred = probs.argmax(-1).astype(np.uint8)
+            u = normalised_entropy(probs)
+            right = labelled & (pred == batch_labels)
+            entropy[n] += [u[right].sum(), u[labelled & ~right].sum(), right.sum()]
+            maps[n].extend(pred)
+        labels.extend(batch_labels)
+    pixels = int(sum(np.sum(label != void) for label in labels))
+    scores, rows = {}, []
+    for n in counts:
+        scores[n] = evaluate_predictions(labels, maps[n], dataset.config)
+        on_right, on_wrong, right = entropy[n]
+        rows.append(
+            {
+                "samples": n,
+                "inference": "weight averaging" if n == 1 else "Monte Carlo dropout",
+                **{k: scores[n][k] for k in CURVE_METRICS},
+                "mean_uncertainty": (on_right + on_wrong) / max(pixels, 1),
+                "uncertainty_right": on_right / right if right else None,
+                "uncertainty_wrong": on_wrong / (pixels - right) if pixels > right else None,
+            }
+        )
+    return {
+        "split": split,
+        "input_size": None if size is None else list(size),
+        "label_size": "native" if size is None else list(size),
+        "num_images": len(labels),
+        "seed": seed,
+        "batch_size": batch_size,
+        "curve": rows,
+        "scores": {str(n): found for n, found in scores.items()},
+    }
 
 
 def evaluate_predictions(
@@ -156,6 +226,27 @@ def full_resolution_predictor(model: keras.Model) -> Predictor:
         return np.stack([segment(model, image.astype(np.uint8))[0].argmax(-1) for image in images])
 
     return predict
+
+
+def check_classes(model: keras.Model, dataset: Dataset) -> None:
+    num_classes = model.output_shape[-1]
+    if num_classes != dataset.config.num_classes:
+        raise ValueError(
+            f"model {model.name!r} predicts {num_classes} classes but dataset "
+            f"{dataset.config.name!r} has {dataset.config.num_classes}"
+        )
+
+
+def _batches(dataset: Dataset, split: str, input_size, batch_size: int):
+    """Evaluation batches ``(images, labels)`` at ``input_size`` (None: native, one at a time)."""
+    return make_dataset(
+        dataset,
+        split=split,
+        input_size=input_size,
+        batch_size=batch_size if input_size is not None else 1,
+        training=False,
+        cache=False,
+    )
 
 
 def model_input_size(

@@ -174,6 +174,26 @@ class MonteCarloDropout(keras.layers.Dropout):
         return super().call(inputs, training=bool(training) or self.sampling)
 
 
+class FixedDropout(keras.layers.Layer):
+    """:class:`MonteCarloDropout` with its N masks drawn in advance, for export: sample ``i`` of a
+    batch of exactly N is multiplied by ``masks[i]`` (0 or ``1 / (1 - rate)``, as Keras' inverted
+    dropout). TFLite has no random ops a board could run, so Monte Carlo sampling ships as one
+    batch of N copies of a frame through a network with these constants in it (one MUL each).
+
+    Never saved as ``.keras``: it lives only in the networks that the exporter builds and traces.
+    """
+
+    def __init__(self, masks: np.ndarray, **kwargs):
+        super().__init__(**kwargs)
+        self.masks = np.asarray(masks, np.float32)
+
+    def call(self, inputs):
+        return inputs * tf.constant(self.masks, dtype=inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 # --------------------------------------------------------------------------- builtin-op twins
 
 LOWERINGS = ("exact", "step", "step-conv", "edgetpu")

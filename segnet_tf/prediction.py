@@ -7,12 +7,15 @@ Bayesian SegNet (Kendall et al., BMVC 2017) samples the network with dropout on 
 softmax outputs. The uncertainty written here is the predictive entropy of that mean, divided by
 ``log(num_classes)`` so that 0 is certain and 1 is uniform over classes: one number per pixel that
 covers both disagreement between samples and flat individual predictions (the paper's figures show
-the per-class variance, which is high in the same places but has no fixed scale).
+the per-class variance, which is high in the same places but has no fixed scale). It is computed
+from the same resized probabilities as the class map, and drawn with OpenCV's inferno colour map
+(:func:`uncertainty_heatmap`): black is certain, yellow-white is uniform over the classes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +35,14 @@ __all__ = [
     "MonteCarloResult",
     "Prediction",
     "colorize",
+    "dropout_sampling",
     "monte_carlo_predict",
     "overlay",
     "predict_images",
     "resolve_model",
+    "sampling_curve",
     "segment",
+    "uncertainty_heatmap",
 ]
 
 DEFAULT_MODEL = (
@@ -80,14 +86,14 @@ def monte_carlo_dropout_layers(model: keras.Model) -> list[MonteCarloDropout]:
     return found
 
 
-def monte_carlo_predict(
-    model: keras.Model, images: np.ndarray, samples: int = DEFAULT_SAMPLES
-) -> MonteCarloResult:
-    """Mean softmax of ``samples`` passes with dropout on and batch norm in inference mode.
+@contextmanager
+def dropout_sampling(model: keras.Model, seed: int | None = None) -> Iterator[None]:
+    """Monte Carlo dropout on inside the block, batch norm still in inference mode.
 
     Sampling is switched on through every :class:`MonteCarloDropout` layer's flag (calling the
     model with ``training=True`` would also put batch norm in training mode) and always switched
-    off again. The model is called eagerly, because the flag is read when a graph is traced.
+    off again. Call the model eagerly inside: the flag is read when a graph is traced. ``seed``
+    resets every layer's random state, so the same seed draws the same masks again.
     """
     layers = monte_carlo_dropout_layers(model)
     if not layers:
@@ -95,24 +101,68 @@ def monte_carlo_predict(
             f"model {model.name!r} has no Monte Carlo dropout; sampling needs a "
             "'bayesian-segnet' model (or use samples=1)"
         )
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    images = tf.convert_to_tensor(images, tf.float32)
+    if seed is not None:
+        states = np.random.default_rng(seed).integers(0, 2**31 - 1, len(layers))
+        for layer, state in zip(layers, states, strict=True):
+            layer.seed_generator.state.assign([int(state), 0])
     for layer in layers:
         layer.sampling = True
     try:
-        probs = (
-            sum(
-                tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
-                for _ in range(samples)
-            )
-            / samples
-        )
+        yield
     finally:
         for layer in layers:
             layer.sampling = False
+
+
+def probabilities(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
+    """Softmax of one (eager) pass in float64, whose argmax is exactly the logits' (a float32
+    softmax rounds logits a few ulps apart to one probability, and its argmax to the first)."""
+    return tf.nn.softmax(tf.cast(model(images, training=False), tf.float64))
+
+
+def monte_carlo_predict(
+    model: keras.Model,
+    images: np.ndarray,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int | None = None,
+) -> MonteCarloResult:
+    """Mean softmax of ``samples`` passes with dropout on (see :func:`dropout_sampling`)."""
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    images = tf.convert_to_tensor(images, tf.float32)
+    with dropout_sampling(model, seed):
+        probs = sum(probabilities(model, images) for _ in range(samples)) / samples
     probs = probs.numpy()
-    return MonteCarloResult(probs, probs.argmax(-1), normalised_entropy(probs))
+    return MonteCarloResult(
+        probs.astype(np.float32), probs.argmax(-1), normalised_entropy(probs).astype(np.float32)
+    )
+
+
+def sampling_curve(
+    model: keras.Model, images: np.ndarray, samples: Sequence[int], seed: int | None = None
+) -> dict[int, np.ndarray]:
+    """Mean softmax ``[N, H, W, C]`` (float64) of ``images`` for every count in ``samples``: 1 is
+    weight averaging (dropout off, the usual inference), n > 1 the mean of the first n sampled
+    passes.
+
+    The counts share their passes (running means), so the whole curve costs ``max(samples)``
+    sampled passes, plus one deterministic pass when 1 is asked for.
+    """
+    if not samples or min(samples) < 1:
+        raise ValueError(f"sample counts must be >= 1, got {list(samples)}")
+    images = tf.convert_to_tensor(images, tf.float32)
+    curve = {}
+    if 1 in samples:
+        curve[1] = probabilities(model, images).numpy()
+    sampled = sorted({n for n in samples if n > 1})
+    if sampled:
+        with dropout_sampling(model, seed):
+            total = 0.0
+            for n in range(1, sampled[-1] + 1):
+                total = total + probabilities(model, images)
+                if n in sampled:
+                    curve[n] = (total / n).numpy()
+    return curve
 
 
 def normalised_entropy(probs: np.ndarray) -> np.ndarray:
@@ -128,13 +178,15 @@ def predict_images(
     config: DatasetConfig | None = None,
     samples: int | None = None,
     alpha: float = 0.5,
+    seed: int | None = 0,
 ) -> list[Prediction]:
     """Write ``<stem>_mask.png`` and ``<stem>_overlay.png`` for every image in ``paths`` (files or
     folders), plus ``<stem>_uncertainty.png`` when sampling (``samples`` > 1; the default for a
-    Bayesian model is 8). Outputs have each input's size.
+    Bayesian model is 8; 1 is weight averaging, dropout off). Outputs have each input's size.
 
     ``model`` None loads :data:`DEFAULT_MODEL`; ``config`` (the class colours) defaults to the
-    model's run config, else CamVid's.
+    model's run config, else CamVid's. ``seed`` makes the dropout samples repeatable (each image
+    is sampled from the same seed; None: a fresh draw).
     """
     model_path = None if isinstance(model, keras.Model) else model
     model = resolve_model(model)
@@ -152,7 +204,7 @@ def predict_images(
     results = []
     for path in files:
         image = load_image(path)
-        probs, uncertainty = segment(model, image, samples)
+        probs, uncertainty = segment(model, image, samples, seed)
         colours = colorize(probs.argmax(-1), config)
         stem = out / path.stem
         mask_path, overlay_path = Path(f"{stem}_mask.png"), Path(f"{stem}_overlay.png")
@@ -161,30 +213,34 @@ def predict_images(
         uncertainty_path = None
         if uncertainty is not None:
             uncertainty_path = Path(f"{stem}_uncertainty.png")
-            heat = np.round(uncertainty * 255).astype(np.uint8)
-            _write_png(uncertainty_path, cv2.applyColorMap(heat, cv2.COLORMAP_INFERNO))
+            _write_png(uncertainty_path, uncertainty_heatmap(uncertainty))
         results.append(Prediction(path, mask_path, overlay_path, uncertainty_path))
     return results
 
 
 def segment(
-    model: keras.Model, image: np.ndarray, samples: int = 1
+    model: keras.Model, image: np.ndarray, samples: int = 1, seed: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Class probabilities ``[H, W, C]`` of a uint8 RGB image at its own size, and with
-    ``samples`` > 1 the Monte Carlo uncertainty ``[H, W]`` (else None)."""
+    ``samples`` > 1 (Monte Carlo) their normalised entropy ``[H, W]`` in 0..1 (else None)."""
     h, w = image.shape[:2]
     size = tuple(model.input_shape[1:3])
     if None not in size:
         image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
     batch = image[None].astype(np.float32)
     if samples > 1:
-        result = monte_carlo_predict(model, batch, samples)
-        probs = result.probs[0]
-        uncertainty = cv2.resize(result.uncertainty[0], (w, h), interpolation=cv2.INTER_LINEAR)
+        probs = monte_carlo_predict(model, batch, samples, seed).probs[0]
     else:
         probs = tf.nn.softmax(tf.cast(model.predict_on_batch(batch), tf.float32))[0]
-        uncertainty = None
-    return tf.image.resize(probs, (h, w), method="bilinear").numpy(), uncertainty
+    probs = tf.image.resize(probs, (h, w), method="bilinear").numpy()
+    return probs, normalised_entropy(probs) if samples > 1 else None
+
+
+def uncertainty_heatmap(uncertainty: np.ndarray) -> np.ndarray:
+    """Uncertainty ``[H, W]`` in 0..1 -> BGR uint8 heat map: value ``u`` gets entry
+    ``round(255 u)`` of OpenCV's inferno colour map (0 black, 1 pale yellow)."""
+    codes = np.round(np.clip(uncertainty, 0.0, 1.0) * 255).astype(np.uint8)
+    return cv2.applyColorMap(codes, cv2.COLORMAP_INFERNO)
 
 
 def resolve_model(model: keras.Model | str | Path | None) -> keras.Model:

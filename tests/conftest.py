@@ -1,4 +1,5 @@
-"""Shared fixtures: the real CamVid folder (when present) and quiet TensorFlow logs."""
+"""Shared fixtures: the real CamVid folder (when present), quiet TensorFlow logs, and a Monte Carlo
+export that the exporter's and the demo's tests share (converting costs tens of seconds)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,38 @@ def camvid() -> Path:
     if root is None:
         pytest.skip("CamVid not found: set SEGNET_CAMVID or place it at ../shared/camvid")
     return root.resolve()
+
+
+MC_SIZE = (48, 64)  # the Monte Carlo export's input (H, W)
+MC_SAMPLES = 4
+
+
+@pytest.fixture(scope="session")
+def monte_carlo_export(tmp_path_factory) -> Path:
+    """An untrained Bayesian SegNet-Basic (8 filters a stage, dropout after its three deepest
+    stages) exported with ``--int8 --mc-samples 4``: model.tflite, model_int8.tflite,
+    model_mc.tflite, model_mc_int8.tflite, labels.json and report.json in one folder, the
+    ``.keras`` source beside it as ``bayes.keras``."""
+    import keras
+    import numpy as np
+    from segnet_tf.export import ExportOptions, export_model
+
+    import segnet_tf
+    from segnet_tf.data import render_scene
+
+    keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("monte_carlo")
+    model = segnet_tf.build_model("segnet-basic", (*MC_SIZE, 3), 11, width=0.125, bayesian=True)
+    model.save(root / "bayes.keras")
+    calib = np.stack([render_scene(seed, MC_SIZE)[0] for seed in range(8)]).astype(np.float32)
+    np.save(root / "calib.npy", calib)
+    options = ExportOptions(
+        model=root / "bayes.keras",
+        out=root / "exported",
+        int8=True,
+        mc_samples=MC_SAMPLES,
+        calib_data=root / "calib.npy",
+        parity_samples=3,
+    )
+    export_model(options, log=lambda *_: None)
+    return root / "exported"

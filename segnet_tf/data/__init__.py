@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from segnet_tf.data.config import CAMVID, DatasetConfig, load_dataset_config
+from segnet_tf.data.config import CAMVID, SUNRGBD, DatasetConfig, load_dataset_config
 from segnet_tf.data.datasets import Dataset, Sample, open_dataset, save_dataset, validate
 from segnet_tf.data.io import DatasetError, colorize, load_image, load_label
 from segnet_tf.data.stats import dataset_stats, median_frequency_weights
@@ -28,6 +28,7 @@ _LAZY = {
 
 __all__ = [
     "CAMVID",
+    "SUNRGBD",
     "Dataset",
     "DatasetConfig",
     "DatasetError",

@@ -1,7 +1,8 @@
 """Dataset configuration: the one home of class names, colours, the void id and class weights.
 
-CamVid's 11-class SegNet split is built in; other datasets (SUN RGB-D, a user's own classes) are
-described by a small YAML or JSON file with the same keys as :meth:`DatasetConfig.to_dict`.
+CamVid's 11-class SegNet split and SUN RGB-D's 37 classes are built in; other datasets (a user's
+own classes) are described by a small YAML or JSON file with the same keys as
+:meth:`DatasetConfig.to_dict`.
 """
 
 from __future__ import annotations
@@ -100,13 +101,41 @@ CAMVID = DatasetConfig(
         0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446, 1.8418, 0.6823, 6.2478, 7.3614,
     ),
 )
+
+# SUN RGB-D's 37 classes (its toolbox's seg37list, the SegNet paper's section 4.2 benchmark), in
+# the order of their label ids 1..37; the colours are the palette of the RGB-D segmentation work
+# on this release (RedNet, ESANet). Ids here are 0..36: the loader shifts the release's labels
+# (0 unlabelled -> void 255), see segnet_tf/data/sunrgbd.py.
+SUNRGBD = DatasetConfig(
+    name="sunrgbd",
+    class_names=(
+        "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
+        "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser",
+        "pillow", "mirror", "floor_mat", "clothes", "ceiling", "books", "fridge", "tv", "paper",
+        "towel", "shower_curtain", "box", "whiteboard", "person", "night_stand", "toilet", "sink",
+        "lamp", "bathtub", "bag",
+    ),
+    colours=(
+        (148, 65, 137), (255, 116, 69), (86, 156, 137), (202, 179, 158), (155, 99, 235),
+        (161, 107, 108), (133, 160, 103), (76, 152, 126), (84, 62, 35), (44, 80, 130),
+        (31, 184, 157), (101, 144, 77), (23, 197, 62), (141, 168, 145), (142, 151, 136),
+        (115, 201, 77), (100, 216, 255), (57, 156, 36), (88, 108, 129), (105, 129, 112),
+        (42, 137, 126), (155, 108, 249), (166, 148, 143), (81, 91, 87), (100, 124, 51),
+        (73, 131, 121), (157, 210, 220), (134, 181, 60), (221, 223, 147), (123, 108, 131),
+        (161, 66, 179), (163, 221, 160), (31, 146, 98), (99, 121, 30), (49, 89, 240),
+        (116, 108, 9), (161, 176, 169),
+    ),
+    void_id=255,
+    void_colour=(0, 0, 0),
+)
 # fmt: on
 
-BUILTIN_CONFIGS = {"camvid": CAMVID}
+BUILTIN_CONFIGS = {"camvid": CAMVID, "sunrgbd": SUNRGBD}
 
 
 def load_dataset_config(source: str | Path) -> DatasetConfig:
-    """A built-in config by name (``camvid``) or one read from a ``.yaml``/``.json`` file."""
+    """A built-in config by name (``camvid``, ``sunrgbd``) or one read from a ``.yaml``/``.json``
+    file."""
     if str(source).lower() in BUILTIN_CONFIGS:
         return BUILTIN_CONFIGS[str(source).lower()]
     path = Path(source)

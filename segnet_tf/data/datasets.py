@@ -1,11 +1,13 @@
 """Finding, reading and checking segmentation datasets on disk.
 
-Two layouts are recognised in a dataset folder:
+Three layouts are recognised in a dataset folder:
 
 - **CamVid**: list files ``train.txt`` / ``val.txt`` / ``test.txt`` (any subset), one
   ``image label`` pair of paths relative to the folder per line (``#`` comments allowed).
 - **images/labels**: ``images/`` and ``labels/`` folders whose files are paired by stem, either
   with ``train/``, ``val/``, ``test/`` subfolders in both, or as one pool that counts as ``train``.
+- **SUN RGB-D**: the 37-class release's ``SUNRGBD-train_images/``, ``SUNRGBD-test_images/`` and
+  ``sunrgbd_train_test_labels/`` (:mod:`segnet_tf.data.sunrgbd`; classes default to SUN RGB-D's).
 
 A folder written by :func:`segnet_tf.data.pack_dataset` (``dataset.json`` with a ``format`` key) is
 read back transparently. The classes come from the ``config`` argument, else a ``dataset.yaml`` /
@@ -24,13 +26,14 @@ import cv2
 import numpy as np
 import yaml
 
-from segnet_tf.data.config import CAMVID, DatasetConfig, load_dataset_config
+from segnet_tf.data.config import CAMVID, SUNRGBD, DatasetConfig, load_dataset_config
 from segnet_tf.data.io import (
     DatasetError,
     DatasetFileNotFoundError,
 )
 from segnet_tf.data.records import open_packed
 from segnet_tf.data.samples import Dataset, Sample, SampleLike
+from segnet_tf.data.sunrgbd import is_sunrgbd, sunrgbd_splits
 
 SPLIT_NAMES = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -50,15 +53,20 @@ def open_dataset(root: str | Path, config: DatasetConfig | str | Path | None = N
     packed = _packed_manifest(root)
     if packed is not None:
         return open_packed(root, packed, None if config is None else _as_config(config))
-    cfg = _as_config(config) if config is not None else _folder_config(root)
+    sunrgbd = is_sunrgbd(root)
+    default = SUNRGBD if sunrgbd else CAMVID
+    cfg = _as_config(config) if config is not None else _folder_config(root, default)
     if any((root / f"{s}.txt").is_file() for s in SPLIT_NAMES):
         splits = _list_file_splits(root)
     elif (root / "images").is_dir() and (root / "labels").is_dir():
         splits = _folder_splits(root / "images", root / "labels")
+    elif sunrgbd:
+        splits = sunrgbd_splits(root)
     else:
         raise DatasetError(
             f"{root}: not a dataset folder; expected list files ({', '.join(SPLIT_NAMES)}.txt "
-            "with 'image label' lines), images/ + labels/ folders, or a packed dataset.json"
+            "with 'image label' lines), images/ + labels/ folders, SUN RGB-D's "
+            "SUNRGBD-train_images/ + sunrgbd_train_test_labels/, or a packed dataset.json"
         )
     return Dataset(root=root, config=cfg, splits=splits)
 
@@ -67,11 +75,11 @@ def _as_config(config: DatasetConfig | str | Path) -> DatasetConfig:
     return config if isinstance(config, DatasetConfig) else load_dataset_config(config)
 
 
-def _folder_config(root: Path) -> DatasetConfig:
+def _folder_config(root: Path, default: DatasetConfig = CAMVID) -> DatasetConfig:
     for name in CONFIG_FILES:
         if (root / name).is_file():
             return load_dataset_config(root / name)
-    return CAMVID
+    return default
 
 
 def _packed_manifest(root: Path) -> dict | None:

@@ -10,10 +10,13 @@ from segnet_tf import prediction
 from segnet_tf.data import CAMVID, load_image
 from segnet_tf.models import build_model
 from segnet_tf.prediction import (
+    colorize,
     monte_carlo_dropout_layers,
     monte_carlo_predict,
+    normalised_entropy,
     overlay,
     predict_images,
+    segment,
 )
 
 
@@ -67,12 +70,25 @@ def test_monte_carlo_needs_dropout():
         )
 
 
+def test_normalised_entropy_by_hand():
+    probs = np.array([[0.25, 0.25, 0.25, 0.25], [1.0, 0, 0, 0], [0.5, 0.5, 0, 0]])
+    np.testing.assert_allclose(normalised_entropy(probs), [1.0, 0.0, 0.5], atol=1e-9)
+
+
 def test_bayesian_prediction_writes_an_uncertainty_map(bayesian, tmp_path):
     path = write_png(tmp_path / "in" / "street.png", random_image(40, 50))
-    (result,) = predict_images(bayesian, [path], tmp_path / "out", samples=3)
+    (result,) = predict_images(bayesian, [path], tmp_path / "out", samples=3, seed=7)
+    assert result.uncertainty == tmp_path / "out" / "street_uncertainty.png"
     heat = cv2.imread(str(result.uncertainty))
     assert heat.shape == (40, 50, 3)
-    assert cv2.imread(str(result.mask)).shape == (40, 50, 3)
+    # The image is inferno's colour number round(255 u), u the normalised entropy of the very
+    # probabilities (same seed, resized to the image) whose argmax the mask shows.
+    probs, u = segment(bayesian, load_image(path), 3, seed=7)
+    assert u.shape == (40, 50) and 0 <= u.min() and u.max() <= 1 and u.std() > 0
+    inferno = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_INFERNO)
+    np.testing.assert_array_equal(heat, inferno[np.round(255 * u).astype(int), 0])
+    np.testing.assert_array_equal(load_image(result.mask), colorize(probs.argmax(-1), CAMVID))
+    assert tuple(inferno[0, 0]) == (4, 0, 0) and tuple(inferno[255, 0]) == (164, 255, 252)
 
 
 @pytest.mark.slow
