@@ -26,6 +26,7 @@ from segnet_tf.export.calibration import (
     representative_dataset,
 )
 from segnet_tf.export.edgetpu import check_edgetpu, compile_edgetpu
+from segnet_tf.export.labels import write_labels
 from segnet_tf.export.lowering import (
     activation_peaks,
     equalize_activations,
@@ -34,7 +35,6 @@ from segnet_tf.export.lowering import (
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
 
-from segnet_tf.data import DatasetConfig
 from segnet_tf.evaluation import evaluate_predictions
 from segnet_tf.layers import (
     FLOAT_STEP_GAIN,
@@ -146,7 +146,7 @@ def export_model(options: ExportOptions, log=print) -> dict:
                 f"from {dataset.root or 'the built-in synthetic scenes'}"
             )
         report = _build_all(model, formats, calib, staging, options, log)
-        _write_labels(staging, config, model, input_size)
+        write_labels(staging, config, model.name, input_size)
         report["parity"] = _parity(model, staging, report, dataset, input_size, options, log)
         report.update(
             model=model.name,
@@ -266,18 +266,6 @@ def _check(fmt: Format, info) -> None:
             raise ExportError(f"{fmt.filename}: float tensors {floats} left in an int8 model")
     if fmt.lowering == "edgetpu":
         check_edgetpu(info)
-
-
-def _write_labels(staging: Path, config: DatasetConfig, model, input_size) -> None:
-    labels = {
-        "model": model.name,
-        "input_size": list(input_size),
-        "num_classes": config.num_classes,
-        "class_names": list(config.class_names),
-        "colours": [list(c) for c in config.colours],
-        "void_id": config.void_id,
-    }
-    (staging / "labels.json").write_text(json.dumps(labels, indent=2))
 
 
 def _parity_images(dataset, input_size, count: int, seed: int):

@@ -31,7 +31,7 @@ from segnet_tf.metrics import (
 )
 from segnet_tf.models import load_model
 from segnet_tf.prediction import segment
-from segnet_tf.runs import open_run_dataset, read_run_config
+from segnet_tf.runs import model_classes, open_run_dataset, read_run_config
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Float32 RGB batch ``[N, H, W, 3]`` in 0..255 -> class ids ``[N, H, W]``."""
@@ -55,11 +55,12 @@ def evaluate(
     """
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
     dataset = _dataset(data, model_or_path)
-    num_classes = model.output_shape[-1]
-    if num_classes != dataset.config.num_classes:
+    path = None if isinstance(model_or_path, keras.Model) else model_or_path
+    classes = model_classes(int(model.output_shape[-1]), path, default=dataset.config)
+    if classes.class_names != dataset.config.class_names:
         raise ValueError(
-            f"model {model.name!r} predicts {num_classes} classes but dataset "
-            f"{dataset.config.name!r} has {dataset.config.num_classes}"
+            f"model {model.name!r} predicts the classes of {classes.name!r} but dataset "
+            f"{dataset.config.name!r} names others: {', '.join(dataset.config.class_names)}"
         )
     size = model_input_size(model, input_size)
     if full_resolution:
