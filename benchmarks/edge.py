@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from segnet_tf.export.labels import write_labels
 
 from benchmarks.artifacts import EXPORT_VARIANT, Artifacts
 from segnet_tf.data import CAMVID, render_scene
@@ -32,20 +33,6 @@ def write_clip(path: Path, size: tuple[int, int], frames: int, fps: float = 30.0
     for i in range(frames):
         writer.write(cv2.cvtColor(render_scene(2000 + i, size)[0], cv2.COLOR_RGB2BGR))
     writer.release()
-    return path
-
-
-def write_labels(path: Path, art: Artifacts) -> Path:
-    """The exporter's ``labels.json`` contract, for CamVid's classes."""
-    labels = {
-        "model": art.name,
-        "input_size": list(art.size),
-        "num_classes": CAMVID.num_classes,
-        "class_names": list(CAMVID.class_names),
-        "colours": [list(c) for c in CAMVID.colours],
-        "void_id": CAMVID.void_id,
-    }
-    path.write_text(json.dumps(labels))
     return path
 
 
@@ -89,7 +76,7 @@ def edge_table(
 ) -> dict:
     log(f"edge loop: {art.label}, {frames} frames, {threads} threads")
     clip = write_clip(art.dir / "clip.mp4", art.size, frames)
-    labels = write_labels(art.dir / "labels.json", art)
+    labels = write_labels(art.dir, CAMVID, art.name, art.size)
     models = {p: art.tflite(EXPORT_VARIANT[p], p) for p in precisions}
     runs: dict[str, list[dict]] = {p: [] for p in precisions}
     errors: dict[str, str] = {}

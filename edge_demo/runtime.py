@@ -26,12 +26,14 @@ from edge_demo import DemoError, DemoFileNotFoundError
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "segnet-lite-camvid"
 # Preference order when --model is a folder (or not given), per target. On a CPU int8 first: it
-# is the fastest file on every CPU benchmarked (1.1x float32 on AVX2 alone, 3.7x with int8 dot
-# products, as on ARM boards), and NPU delegates want it too. A GPU delegate computes in float16.
+# is the fastest file on every CPU benchmarked (docs/performance.md), most of all on CPUs with
+# int8 dot products, as ARM boards have, and NPU delegates want it too. A GPU delegate computes
+# in float16.
 MODEL_FILES = ("model_int8.tflite", "model.tflite")
 GPU_MODEL_FILES = ("model_fp16.tflite", "model.tflite", "model_int8.tflite")
-# With --edgetpu: edgetpu_compiler's output first (the exporter's name for it, then the contract's).
-EDGETPU_MODEL_FILES = ("model_edgetpu_compiled.tflite", "model_edgetpu.tflite")
+# With --edgetpu: edgetpu_compiler's output for model_edgetpu.tflite first (the compiler's own
+# <stem>_edgetpu name, which the exporter keeps too), then the uncompiled file.
+EDGETPU_MODEL_FILES = ("model_edgetpu_edgetpu.tflite", "model_edgetpu.tflite")
 # The op edgetpu_compiler replaces the mapped graph with; only the Edge TPU delegate runs it.
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 # The names pycoral loads; the Edge TPU runtime installs exactly these.
@@ -88,14 +90,19 @@ def load_labels(path: str | Path) -> Labels:
 
 
 def quantise(values: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
-    """TFLite's affine quantisation ``q = zero_point + round(x / scale)``, saturated to ``dtype``.
+    """TFLite's affine quantisation ``q = round(x / scale) + zero_point``, saturated to ``dtype``.
 
-    Rounds half away from zero like the TFLite kernels (``std::round``), not numpy's half-to-even.
+    ``x / scale`` in float32, rounded half to even as TFLite quantises a float tensor on x86 and
+    aarch64: XNNPACK and the builtin QUANTIZE kernel (``optimized_ops.h`` ``AffineQuantize`` ->
+    ``RoundToNearest`` -> ``vcvtnq_s32_f32``) round ties to even; only the reference kernel
+    (``reference/quantize.h``, ``std::round``) rounds them away from zero. The exporter
+    keeps an identical copy (``segnet_tf.export.tflite.quantise``; the demo imports no segnet_tf):
+    tests hold the two to each other (``tests/export/test_contracts.py``) and to TFLite's own
+    kernel.
     """
-    x = np.asarray(values, np.float64) / scale
-    q = np.sign(x) * np.floor(np.abs(x) + 0.5) + zero_point
+    x = np.asarray(values, np.float32) / np.float32(scale)
     info = np.iinfo(dtype)
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return np.clip(np.rint(x) + zero_point, info.min, info.max).astype(dtype)
 
 
 def dequantise(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -122,7 +129,7 @@ def preprocess(
     if frame_bgr.shape[:2] != (h, w):
         frame_bgr = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
     rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-    x = rgb.astype(np.float32) if lut is None else lut.take(rgb)  # take: ~4x faster than lut[rgb]
+    x = rgb.astype(np.float32) if lut is None else lut.take(rgb)  # take: faster than lut[rgb]
     return x[None]
 
 

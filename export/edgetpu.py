@@ -58,8 +58,20 @@ def check_edgetpu(info: ModelInfo) -> None:
         raise EdgeTPUError("model is not Edge TPU compatible: " + "; ".join(problems))
 
 
+def compiled_name(model_file: str) -> str:
+    """The file ``edgetpu_compiler`` writes for ``model_file``: ``<stem>_edgetpu.tflite``.
+
+    The exporter keeps the compiler's name (``model_edgetpu.tflite`` ->
+    ``model_edgetpu_edgetpu.tflite``), so a manual ``edgetpu_compiler -o coral/
+    coral/model_edgetpu.tflite`` on another machine writes the same file, and the demo's
+    ``--edgetpu`` folder lookup (``edge_demo.runtime.EDGETPU_MODEL_FILES``) finds it either way.
+    """
+    return f"{Path(model_file).stem}_edgetpu.tflite"
+
+
 def compile_edgetpu(model_path: Path, out_dir: Path) -> dict:
-    """Run ``edgetpu_compiler`` when it is on PATH; report how many ops it mapped to the TPU."""
+    """Run ``edgetpu_compiler`` when it is on PATH and move its model beside ``model_path``'s
+    artifacts in ``out_dir`` (its log stays behind); report how many ops it mapped to the TPU."""
     compiler = shutil.which("edgetpu_compiler")
     if compiler is None:
         return {
@@ -75,8 +87,13 @@ def compile_edgetpu(model_path: Path, out_dir: Path) -> dict:
         )
         if result.returncode != 0:
             return {"compiled": False, "reason": result.stderr.strip() or result.stdout.strip()}
-        compiled = Path(tmp) / f"{model_path.stem}_edgetpu.tflite"
-        shutil.move(str(compiled), out_dir / "model_edgetpu_compiled.tflite")
+        compiled = Path(tmp) / compiled_name(model_path.name)
+        shutil.move(str(compiled), out_dir / compiled.name)
     mapped = re.findall(r"^(\w+)\s+(\d+)\s+Mapped to Edge TPU", result.stdout, re.MULTILINE)
     total_mapped = sum(int(n) for _, n in mapped)
-    return {"compiled": True, "ops_mapped": total_mapped, "log": result.stdout[-4000:]}
+    return {
+        "compiled": True,
+        "file": compiled.name,
+        "ops_mapped": total_mapped,
+        "log": result.stdout[-4000:],
+    }

@@ -26,6 +26,7 @@ from segnet_tf.export.calibration import (
     representative_dataset,
 )
 from segnet_tf.export.edgetpu import check_edgetpu, compile_edgetpu
+from segnet_tf.export.labels import write_labels
 from segnet_tf.export.lowering import (
     activation_peaks,
     equalize_activations,
@@ -43,7 +44,6 @@ from segnet_tf.export.montecarlo import (
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
 
-from segnet_tf.data import DatasetConfig
 from segnet_tf.evaluation import evaluate_predictions
 from segnet_tf.layers import (
     FLOAT_STEP_GAIN,
@@ -182,7 +182,7 @@ def export_model(options: ExportOptions, log=print) -> dict:
             )
         report = _build_all(model, formats, calib, staging, options, log, masks)
         monte_carlo = _monte_carlo_info(masks, options, formats)
-        _write_labels(staging, config, model, input_size, monte_carlo)
+        write_labels(staging, config, model.name, input_size, monte_carlo)
         report["parity"] = _parity(model, staging, report, dataset, input_size, options, log, masks)
         report.update(
             model=model.name,
@@ -333,22 +333,6 @@ def _check(fmt: Format, info) -> None:
             raise ExportError(f"{fmt.filename}: float tensors {floats} left in an int8 model")
     if fmt.lowering == "edgetpu":
         check_edgetpu(info)
-
-
-def _write_labels(
-    staging: Path, config: DatasetConfig, model, input_size, monte_carlo: dict | None = None
-) -> None:
-    labels = {
-        "model": model.name,
-        "input_size": list(input_size),
-        "num_classes": config.num_classes,
-        "class_names": list(config.class_names),
-        "colours": [list(c) for c in config.colours],
-        "void_id": config.void_id,
-    }
-    if monte_carlo is not None:  # which files output mean probabilities (edge_demo --view)
-        labels["monte_carlo"] = monte_carlo
-    (staging / "labels.json").write_text(json.dumps(labels, indent=2))
 
 
 def _parity_images(dataset, input_size, count: int, seed: int):

@@ -33,14 +33,14 @@ def convert(
     and gives int8 input (pixel - 128) and int8 output, int8 end to end."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and representative is None:
+        raise ValueError("int8 conversion needs calibration images")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        if representative is None:
-            raise ValueError("int8 conversion needs calibration images")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -106,6 +106,21 @@ def inspect_model(content: bytes) -> ModelInfo:
     return ModelInfo(dict(ops.most_common()), sorted(set(custom)), dict(types), shapes, strides)
 
 
+def quantise(values: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """TFLite's affine quantisation ``q = round(x / scale) + zero_point``, saturated to ``dtype``.
+
+    ``x / scale`` in float32, rounded half to even as TFLite quantises a float tensor on x86 and
+    aarch64: XNNPACK and the builtin QUANTIZE kernel (``optimized_ops.h`` ``AffineQuantize`` ->
+    ``RoundToNearest`` -> ``vcvtnq_s32_f32``) round ties to even; only the reference kernel
+    (``reference/quantize.h``, ``std::round``) rounds them away from zero. The demo keeps
+    an identical copy (``edge_demo.runtime.quantise``; it cannot import this module): tests hold
+    the two to each other (``tests/export/test_contracts.py``) and to TFLite's own kernel.
+    """
+    x = np.asarray(values, np.float32) / np.float32(scale)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x) + zero_point, info.min, info.max).astype(dtype)
+
+
 class TFLiteModel:
     """A TFLite model run on raw RGB images, with its own input/output quantisation applied."""
 
@@ -124,9 +139,7 @@ class TFLiteModel:
         if dtype == np.float32:
             return image.astype(np.float32)[None]
         scale, zero = self.input["quantization"]
-        info = np.iinfo(dtype)
-        q = np.round(image.astype(np.float32) / scale + zero)
-        return np.clip(q, info.min, info.max).astype(dtype)[None]
+        return quantise(image, dtype, scale, zero)[None]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Dequantised class scores ``[H, W, C]`` of one ``[H, W, 3]`` image at the input size."""

@@ -40,7 +40,7 @@ from segnet_tf.prediction import (
     sampling_curve,
     segment,
 )
-from segnet_tf.runs import open_run_dataset, read_run_config
+from segnet_tf.runs import model_classes, open_run_dataset, read_run_config
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Float32 RGB batch ``[N, H, W, 3]`` in 0..255 -> class ids ``[N, H, W]``."""
@@ -65,7 +65,7 @@ def evaluate(
     """
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
     dataset = _dataset(data, model_or_path)
-    check_classes(model, dataset)
+    check_classes(model, model_or_path, dataset)
     size = model_input_size(model, input_size)
     if full_resolution:
         scores = evaluate_predictor(full_resolution_predictor(model), dataset, split)
@@ -139,7 +139,7 @@ def evaluate_sampling(
             "needs a 'bayesian-segnet' model (--samples 1 is plain weight averaging)"
         )
     dataset = _dataset(data, model_or_path)
-    check_classes(model, dataset)
+    check_classes(model, model_or_path, dataset)
     size = model_input_size(model, input_size)
     void = -1 if dataset.config.void_id is None else dataset.config.void_id
     labels: list[np.ndarray] = []
@@ -228,12 +228,15 @@ def full_resolution_predictor(model: keras.Model) -> Predictor:
     return predict
 
 
-def check_classes(model: keras.Model, dataset: Dataset) -> None:
-    num_classes = model.output_shape[-1]
-    if num_classes != dataset.config.num_classes:
+def check_classes(model: keras.Model, model_or_path, dataset: Dataset) -> None:
+    """The dataset must label the classes the model predicts (see
+    :func:`segnet_tf.runs.model_classes`), by name, not only by count."""
+    path = None if isinstance(model_or_path, keras.Model) else model_or_path
+    classes = model_classes(int(model.output_shape[-1]), path, default=dataset.config)
+    if classes.class_names != dataset.config.class_names:
         raise ValueError(
-            f"model {model.name!r} predicts {num_classes} classes but dataset "
-            f"{dataset.config.name!r} has {dataset.config.num_classes}"
+            f"model {model.name!r} predicts the classes of {classes.name!r} but dataset "
+            f"{dataset.config.name!r} names others: {', '.join(dataset.config.class_names)}"
         )
 
 

@@ -103,16 +103,20 @@ def open_run_dataset(train: Mapping) -> Dataset:
     return open_dataset(train["data"])
 
 
-def model_classes(num_classes: int, model_path: str | Path | None) -> DatasetConfig:
+def model_classes(
+    num_classes: int, model_path: str | Path | None, default: DatasetConfig = CAMVID
+) -> DatasetConfig:
     """The classes a model predicts: its run's ``config.json`` (beside the ``.keras`` file), else
-    CamVid's when the count fits. The one answer that predict, evaluate and export all use."""
+    ``default`` when the count fits (CamVid's; evaluation assumes its dataset's). The one answer
+    that predict, evaluate and export all use."""
     info = None if model_path is None else read_run_config(model_path)
-    config = CAMVID if info is None else DatasetConfig.from_dict(info["dataset"])
+    config = default if info is None else DatasetConfig.from_dict(info["dataset"])
     if config.num_classes != num_classes:
-        where = "its config.json" if info is not None else "no config.json beside it (CamVid's)"
+        model = "the model" if model_path is None else f"model {str(model_path)!r}"
+        where = "its config.json" if info is not None else f"{config.name!r} (no config.json)"
         raise ValueError(
-            f"model {str(model_path)!r} predicts {num_classes} classes but {where} names "
-            f"{config.num_classes}; use the model from its run folder"
+            f"{model} predicts {num_classes} classes but {where} names {config.num_classes}; "
+            "use the model from its run folder, or data with its classes"
         )
     return config
 

@@ -1,30 +1,14 @@
-"""Datasets: class config, folder discovery, synthetic scenes, tf.data pipeline, packing, stats.
-
-The TensorFlow-backed parts (``make_dataset``, ``pack_dataset``, ``unwrap_dataset_error``) are
-imported on first use, so the synthetic scenes and the OpenCV readers stay usable without
-TensorFlow (edge demo).
-"""
+"""Datasets: class config, folder discovery, synthetic scenes, tf.data pipeline, packing, stats."""
 
 from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING
 
 from segnet_tf.data.config import CAMVID, SUNRGBD, DatasetConfig, load_dataset_config
 from segnet_tf.data.datasets import Dataset, Sample, open_dataset, save_dataset, validate
 from segnet_tf.data.io import DatasetError, colorize, load_image, load_label
+from segnet_tf.data.pipeline import make_dataset, unwrap_dataset_error
+from segnet_tf.data.records import pack_dataset
 from segnet_tf.data.stats import dataset_stats, median_frequency_weights
 from segnet_tf.data.synthetic import render_scene, synthetic_dataset, write_synthetic_dataset
-
-if TYPE_CHECKING:
-    from segnet_tf.data.pipeline import make_dataset, unwrap_dataset_error
-    from segnet_tf.data.records import pack_dataset
-
-_LAZY = {
-    "make_dataset": "segnet_tf.data.pipeline",
-    "unwrap_dataset_error": "segnet_tf.data.pipeline",
-    "pack_dataset": "segnet_tf.data.records",
-}
 
 __all__ = [
     "CAMVID",
@@ -49,9 +33,3 @@ __all__ = [
     "validate",
     "write_synthetic_dataset",
 ]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

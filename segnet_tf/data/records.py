@@ -4,8 +4,8 @@
 GPU machine. Each record is a ``tf.train.Example`` with ``image/encoded`` (JPEG, or PNG when
 ``quality=None``), ``label/encoded`` (PNG of class ids), ``image/name``, ``image/height`` and
 ``image/width``. JPEG is lossy for the images only: at quality 95, without chroma subsampling
-(colour edges matter for segmentation), a CamVid frame shrinks 4.4x and its pixels change by one
-grey level on average (99th percentile 4). Labels are always stored losslessly.
+(colour edges matter for segmentation), a CamVid frame shrinks several-fold and its pixels change
+by about one grey level (the bound test_data_records holds). Labels are always stored losslessly.
 
 Reading does not stream shards through ``TFRecordDataset``: :func:`open_packed` indexes the byte
 offset of every record, and each :class:`RecordSample` decodes its own record with the same OpenCV

@@ -160,6 +160,7 @@ def test_float_step_with_a_huge_gain_is_the_argmax_network(lowering):
     np.testing.assert_array_equal(lowered(image).numpy(), model(image).numpy())
 
 
+@pytest.mark.slow
 def test_delegation_finds_the_ops_xnnpack_leaves_out(tmp_path):
     @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 4], tf.float32)])
     def graph(x):
@@ -176,6 +177,7 @@ def test_delegation_finds_the_ops_xnnpack_leaves_out(tmp_path):
     assert info["outside_xnnpack"] == {"RESIZE_NEAREST_NEIGHBOR": 1, "EQUAL": 1, "SELECT_V2": 1}
 
 
+@pytest.mark.slow
 def test_peak_rss_of_a_tflite_process(tmp_path):
     inputs = keras.Input((16, 16, 3), batch_size=1)
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
@@ -234,6 +236,7 @@ def test_stage_graphs_of_a_whole_lowering_unpool_at_the_argmax(part):
     np.testing.assert_array_equal(floor[:, ::2, ::2], pooled.numpy())  # nearest upsampling
 
 
+@pytest.mark.slow
 def test_stage_table_times_every_graph_of_every_stage(tmp_path):
     model = build_model("segnet-basic", (32, 48, 3), 4)
     assert pooling_shapes(model) == [(32, 48, 64), (16, 24, 64), (8, 12, 64), (4, 6, 64)]

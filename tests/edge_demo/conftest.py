@@ -1,4 +1,8 @@
-"""Edge demo fixtures: float and int8 TFLite models from the real exporter, and a short clip."""
+"""Edge demo fixtures: committed float and int8 TFLite models with labels.json, and a short clip.
+
+The models in ``fixtures/`` come from the real exporter (``fixtures/make_fixture.py`` remakes
+them), so these tests need no TensorFlow and no export run.
+"""
 
 from __future__ import annotations
 
@@ -14,34 +18,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-INPUT_SIZE = (48, 64)  # model H, W
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+INPUT_SIZE = (48, 64)  # model H, W (fixtures/make_fixture.py)
 CLIP_SIZE = (120, 160)  # synthetic video H, W
 CLIP_FRAMES = 12
 
 
-def export_test_models(out_dir: Path) -> dict[str, Path]:
-    """``model.tflite`` (float32) and ``model_int8.tflite`` (full int8) with ``labels.json``,
-    written by the real exporter from an untrained segnet-lite (the demo needs the contract and
-    the op set, not accuracy)."""
-    import keras
-    from segnet_tf.export import ExportOptions, export_model
-
-    import segnet_tf
-
-    keras.utils.set_random_seed(0)
-    model_path = out_dir.parent / f"{out_dir.name}-segnet-lite.keras"
-    segnet_tf.build_model("segnet-lite", (*INPUT_SIZE, 3), 11, width=0.125).save(model_path)
-    export_model(
-        ExportOptions(model=model_path, out=out_dir, int8=True, calib_samples=8, parity_samples=2),
-        log=lambda *_: None,
-    )
-    return {"float": out_dir / "model.tflite", "int8": out_dir / "model_int8.tflite"}
-
-
 @pytest.fixture(scope="session")
-def edge_models(tmp_path_factory) -> dict[str, Path]:
-    """``{"float": model.tflite, "int8": model_int8.tflite}`` in one folder with labels.json."""
-    return export_test_models(tmp_path_factory.mktemp("edge_models"))
+def edge_models() -> dict[str, Path]:
+    """``{"float": model.tflite, "int8": model_int8.tflite}`` in one folder with labels.json
+    (committed: copy a file before changing it)."""
+    return {"float": FIXTURES / "model.tflite", "int8": FIXTURES / "model_int8.tflite"}
 
 
 def synthetic_frames(n: int = CLIP_FRAMES, size: tuple[int, int] = CLIP_SIZE) -> list[np.ndarray]:

@@ -20,15 +20,38 @@ from edge_demo.runtime import (
 )
 
 
-def test_quantise_rounds_half_away_from_zero_and_saturates():
-    # x / 2 = [0, 0.5, 1.25, 2.5, 127.5] -> round [0, 1, 1, 3, 128] -> + 3 -> int8 clip at 127
+def test_quantise_rounds_half_to_even_and_saturates():
+    # x / 2 = [0, 0.5, 1.25, 2.5, 127.5] -> round [0, 0, 1, 2, 128] -> + 3 -> int8 clip at 127
     q = quantise(np.array([0.0, 1.0, 2.5, 5.0, 255.0]), np.int8, 2.0, 3)
-    np.testing.assert_array_equal(q, [3, 4, 4, 6, 127])
+    np.testing.assert_array_equal(q, [3, 3, 4, 5, 127])
     assert q.dtype == np.int8
+    # x / 2 = [-0.5, -1.5, -2.5, -3, -300] -> round [0, -2, -2, -3, -300] -> int8 clip at -128
+    np.testing.assert_array_equal(
+        quantise(np.array([-1.0, -3.0, -5.0, -6.0, -600.0]), np.int8, 2.0, 0), [0, -2, -2, -3, -128]
+    )
     # x / 0.5 = [0, 2, 5, 10, 510] -> + 10 -> uint8 clip at 255
     np.testing.assert_array_equal(
         quantise(np.array([0.0, 1.0, 2.5, 5.0, 255.0]), np.uint8, 0.5, 10), [10, 12, 15, 20, 255]
     )
+
+
+def test_quantise_rounds_as_tflites_own_quantize_kernel(edge_models):
+    """The probe model quantises its float input with TFLite's own QUANTIZE kernel (scale 0.5,
+    zero point 0) and reshapes the codes: ties (x / 0.5 = k + 0.5) and arbitrary values."""
+    interpreter = litert()[0](model_path=str(edge_models["int8"].parent / "quantise_probe.tflite"))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = out["quantization"]
+    assert (scale, zero_point) == (0.5, 0)
+    n = inp["shape"][1]
+    ties = (np.arange(n) - n // 2) / 2 + 0.25  # x / 0.5 = -31.5, -30.5, ..., 32.5
+    values = np.random.default_rng(0).uniform(-80, 80, (3, n))
+    for x in (ties, *values):
+        x = x.astype(np.float32)[None]
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        tflite = interpreter.get_tensor(out["index"]).reshape(x.shape)
+        np.testing.assert_array_equal(quantise(x, np.int8, scale, zero_point), tflite)
 
 
 def test_input_lut_of_our_int8_exports_is_pixel_minus_128():
@@ -57,7 +80,7 @@ def test_int8_model_quantises_input_with_its_own_params(edge_models, clip_frames
     assert model.input_dtype == np.int8 and scale > 0
     frame = clip_frames[0]
     rgb = cv2.resize(frame, input_size[::-1], interpolation=cv2.INTER_LINEAR)[..., ::-1]
-    expected = np.clip(np.floor(rgb / scale + 0.5) + zero_point, -128, 127).astype(np.int8)
+    expected = np.clip(np.rint(rgb / scale) + zero_point, -128, 127).astype(np.int8)
     np.testing.assert_array_equal(model.preprocess(frame)[0], expected)
     # Our exporter's contract: scale ~1, zero point -128, i.e. pixel - 128.
     np.testing.assert_array_equal(expected, rgb.astype(np.int16) - 128)
@@ -113,15 +136,13 @@ def test_smooth_scores_is_an_ema_with_span_k():
     np.testing.assert_array_equal(smooth_scores(state, np.array([[7.0, 1.0]]), k=1), [[7.0, 1.0]])
 
 
-def _write_labels(path, **changes):
-    from segnet_tf.data.config import CAMVID
-
-    labels = {**CAMVID.to_dict(), "input_size": [48, 64], "num_classes": 11, **changes}
-    path.write_text(json.dumps(labels))
-    return path
-
-
 def test_labels_that_do_not_match_the_model_are_rejected(edge_models, tmp_path):
+    exported = json.loads((edge_models["int8"].parent / "labels.json").read_text())
+
+    def _write_labels(path, **changes):
+        path.write_text(json.dumps({**exported, **changes}))
+        return path
+
     names = [f"c{i}" for i in range(12)]
     twelve = _write_labels(
         tmp_path / "twelve.json", class_names=names, colours=[[0, 0, 0]] * 12, num_classes=12
@@ -165,8 +186,8 @@ def test_resolve_model_path_picks_the_file_for_the_target(tmp_path):
     assert resolve_model_path(tmp_path, delegate=gpu).name == "model_fp16.tflite"
     assert resolve_model_path(tmp_path, delegate="libvx_delegate.so").name == "model_int8.tflite"
     assert resolve_model_path(tmp_path, edgetpu=True).name == "model_edgetpu.tflite"
-    (tmp_path / "model_edgetpu_compiled.tflite").write_bytes(b"")
-    assert resolve_model_path(tmp_path, edgetpu=True).name == "model_edgetpu_compiled.tflite"
+    (tmp_path / "model_edgetpu_edgetpu.tflite").write_bytes(b"")  # edgetpu_compiler's output
+    assert resolve_model_path(tmp_path, edgetpu=True).name == "model_edgetpu_edgetpu.tflite"
     (tmp_path / "model_int8.tflite").unlink()
     assert resolve_model_path(tmp_path).name == "model.tflite"
     empty = tmp_path / "empty"

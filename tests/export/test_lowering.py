@@ -144,6 +144,7 @@ def test_step_lowering_refuses_pooling_inputs_that_can_be_negative():
     lower_model(model, "exact")  # no such assumption
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lowering", POOLED_LOWERINGS)
 def test_int8_step_mask_is_exact_on_int8_codes(lowering, tmp_path):
     """Converted to int8, the pooled lowerings put every value at the argmax of the int8 codes:

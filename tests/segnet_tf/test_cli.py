@@ -58,6 +58,7 @@ def test_missing_data_dir_and_run_dir_are_one_line_errors(tmp_path):
     assert_clean_error(result, 1, "no such file")
 
 
+@pytest.mark.slow
 def test_corrupt_image_found_during_training_names_the_file(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", train=4, val=2, size=(32, 48))
     bad = sorted((data / "train").iterdir())[1]

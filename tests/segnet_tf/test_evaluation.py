@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
-from segnet_tf.data import Dataset, DatasetConfig, make_dataset, synthetic_dataset
+from segnet_tf.data import CAMVID, Dataset, DatasetConfig, make_dataset, synthetic_dataset
 from segnet_tf.evaluation import evaluate, evaluate_predictions, evaluate_predictor
 from segnet_tf.models import load_model
 
@@ -83,7 +84,7 @@ def test_evaluate_rejects_other_sizes_and_unknown_data(tiny_run):
         evaluate(model, synthetic_dataset(train=0, val=1), input_size=(32, 48))
     with pytest.raises(ValueError, match="pass --data"):
         evaluate(model)
-    with pytest.raises(ValueError, match="predicts 11 classes but dataset 'two' has 2"):
+    with pytest.raises(ValueError, match="predicts 11 classes but 'two' .* names 2"):
         evaluate(model, Dataset(root=None, config=TWO, splits={"val": ()}))
 
 
@@ -101,3 +102,15 @@ def test_full_resolution_scores_every_label_pixel_at_its_own_size(tiny_run):
     labels = [sample.load_label(big.config) for sample in big.split("val")]
     assert np.sum(scores["confusion_matrix"]) == sum(np.sum(lab != 11) for lab in labels)
     assert scores["label_size"] == "native" and scores["input_size"] == [64, 96]
+
+
+def test_evaluate_needs_a_dataset_with_the_models_classes(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    keras.Model(inputs, keras.layers.Conv2D(11, 1)(inputs)).save(tmp_path / "best.keras")
+    run = {"train": {"data": None}, "dataset": CAMVID.to_dict()}
+    (tmp_path / "config.json").write_text(json.dumps(run))
+    roads = DatasetConfig(
+        name="roads", class_names=tuple(f"c{i}" for i in range(11)), colours=((0, 0, 0),) * 11
+    )
+    with pytest.raises(ValueError, match="classes of 'camvid' but dataset 'roads' names others"):
+        evaluate(tmp_path / "best.keras", Dataset(root=None, config=roads, splits={"val": ()}))

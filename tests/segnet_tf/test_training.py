@@ -204,6 +204,7 @@ class FirstKernel(keras.callbacks.Callback):
         self.kernel = self.model.get_layer("block1_conv1").kernel.numpy()
 
 
+@pytest.mark.slow
 def test_init_weights_start_a_run_from_a_trained_model(tiny_run, tmp_path):
     donor = load_model(tiny_run.best_path)
     seen = FirstKernel()
