@@ -661,15 +661,21 @@ class WebView:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        if host in ("0.0.0.0", "::"):  # every interface: name the board, not the wildcard
+            host = socket.gethostname()
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     def keep_serving(self, summary: dict, seconds: float | None) -> None:
         """After the loop: serve its last frame and final ``summary`` for ``seconds`` (None:
         until Ctrl-C) while the main thread waits."""
         self.stats = lambda: summary
+        if seconds == 0:
+            return
         until = "Ctrl-C to stop" if seconds is None else f"for {seconds:g} s"
-        log.info("%s after %d frames (%.1f FPS); still serving %s (%s)", summary["stopped_by"],
-                 summary["frames"], summary["fps"], self.url, until)  # fmt: skip
+        log.info(
+            "loop stopped (%s) after %d frames, %.1f FPS; still serving %s (%s)",
+            summary["stopped_by"], summary["frames"], summary["fps"], self.url, until,
+        )  # fmt: skip
         with contextlib.suppress(KeyboardInterrupt):
             self._stop.wait(seconds)
 

@@ -263,6 +263,10 @@ class Demo:
         assert status == 200
         return json.loads(body)
 
+    def final_stats(self) -> dict:
+        """``/stats`` once the loop has ended (the server lingers)."""
+        return wait_for(lambda: (s := self.stats())["stopped_by"] and s, 120, self.proc)
+
 
 def wait_for(check, timeout: float, proc: subprocess.Popen | None = None):
     deadline = time.monotonic() + timeout
@@ -315,7 +319,7 @@ def expected_view(edge_models, image: np.ndarray, view: str) -> np.ndarray:
 
 
 def test_stream_follows_the_loop_and_holds_the_last_frame(demo, edge_models):
-    final = wait_for(lambda: (s := demo.stats())["stopped_by"] and s, 120, demo.proc)
+    final = demo.final_stats()
     assert final["stopped_by"] == "end of source" and final["frames"] == FRAMES
     viewer = demo.viewer
     wait_for(lambda: viewer.frames and viewer.frames[-1][0] == FRAMES, 10)
@@ -343,13 +347,30 @@ def test_stream_follows_the_loop_and_holds_the_last_frame(demo, edge_models):
 
 
 def test_stats_are_the_json_summary(demo):
-    stats = wait_for(lambda: (s := demo.stats())["stopped_by"] and s, 120, demo.proc)
+    stats = demo.final_stats()
     summary = json.loads((demo.folder / "summary.json").read_text())
     live = stats.pop("live")
     assert stats == summary
     assert live["frame"] == FRAMES
     assert [c["name"] for c in live["classes"]][:3] == ["Sky", "Building", "Pole"]
     assert sum(c["share"] for c in live["classes"]) == pytest.approx(1.0, abs=1e-3)
+    # the page polls over one kept-alive connection; an upload on it, refused, closes it
+    parts = urlsplit(demo.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    socks = []
+    for method, path, body, status in [
+        ("GET", "/stats", None, 200),
+        ("POST", "/segment", b"\x89PNG\r\n\x1a\n", 400),
+        ("GET", "/stats", None, 200),
+    ]:
+        conn.request(method, path, body=body, headers=auth)
+        response = conn.getresponse()
+        assert response.status == status
+        response.read()
+        socks.append(conn.sock)
+    conn.close()
+    assert socks[0] is not None and socks[1] is None  # kept alive, then closed after the refusal
 
 
 def test_uploads_are_segmented_like_the_loop(demo, edge_models, picture):
@@ -382,11 +403,14 @@ def test_uploads_are_segmented_like_the_loop(demo, edge_models, picture):
     assert {tuple(p) for p in result.reshape(-1, 3)} <= palette  # the mask: class colours only
 
 
-def raw_request(url: str, data: bytes) -> bytes:
-    """Send bytes as they are (requests http.client will not make) and read the answer."""
+def raw_request(url: str, data: bytes, hang_up: bool = False) -> bytes:
+    """Send bytes as they are (requests http.client will not make), then (``hang_up``) send no
+    more, and read the answer to its end."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         sock.sendall(data)
+        if hang_up:
+            sock.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -423,13 +447,10 @@ def test_bad_requests_get_a_clear_4xx_and_the_demo_carries_on(demo, picture):
     assert answer.startswith(b"HTTP/1.1 413") and b"limit is 1 MB" in answer
     # a client that promises more than it sends
     short = f"POST /segment HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 50000\r\n\r\n".encode()
-    parts = urlsplit(url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
-        sock.sendall(short + png[:1000])
-        sock.shutdown(socket.SHUT_WR)
-        assert b"truncated upload: 1000 of 50000 bytes" in sock.recv(65536)
+    answer = raw_request(url, short + png[:1000], hang_up=True)
+    assert answer.startswith(b"HTTP/1.1 400") and b"truncated upload: 1000 of 50000" in answer
 
-    assert demo.stats()["live"]["frame"] >= 1  # still serving
+    assert demo.stats()["model"].endswith("model_int8.tflite")  # still serving
     status, _, body = demo.request("POST", "/segment", png)
     assert status == 200 and body.startswith(b"\x89PNG")
     assert demo.proc.poll() is None
@@ -454,6 +475,7 @@ def test_page_in_headless_chromium(demo, tmp_path):
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is not installed: .ci/run installs it (apt-get install chromium)")
         pytest.skip("chromium is not installed (apt-get install chromium); CI runs this test")
+    demo.final_stats()
     screenshot = tmp_path / "web_view.png"
     result = subprocess.run(
         [
@@ -483,7 +505,8 @@ def test_page_in_headless_chromium(demo, tmp_path):
 
 
 def test_ctrl_c_stops_the_lingering_demo_with_its_summary(demo):
-    assert demo.proc.poll() is None  # the source ended long ago: still serving
+    demo.final_stats()
+    assert demo.proc.poll() is None  # the source has ended: still serving
     demo.proc.send_signal(signal.SIGINT)
     stdout, _ = demo.proc.communicate(timeout=30)
     assert demo.proc.returncode == 0, demo.log.read_text()[-2000:]
