@@ -488,8 +488,8 @@ def test_page_in_headless_chromium(demo, tmp_path):
         [
             chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
-            "--window-size=1280,800", "--virtual-time-budget=3000",
+            "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+            "--hide-scrollbars", "--window-size=1280,800", "--virtual-time-budget=3000",
             f"--screenshot={screenshot}", "--dump-dom", f"{demo.url}?token={TOKEN}",
         ],
         capture_output=True, text=True, timeout=90,
