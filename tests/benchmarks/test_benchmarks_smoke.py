@@ -91,6 +91,7 @@ def test_script_smoke_run_writes_every_table(tmp_path):
     serve = result["serve"]
     assert [r["viewers"] for r in serve["rows"]] == [None, 0, 3]
     assert all(r["fps_median"] > 0 and r["frames"] == 3 for r in serve["rows"])
+    assert all(r["cpu_s_median"] > 0 for r in serve["rows"])
     assert serve["rows"][1]["viewer_frames_median"] is None
     assert 1 <= serve["rows"][2]["viewer_frames_median"] <= 3  # the newest frames, no more
     assert {r["precision"] for r in result["scaling"]["rows"]} == {"float32", "int8"}
@@ -99,7 +100,7 @@ def test_script_smoke_run_writes_every_table(tmp_path):
 
     text = (tmp_path / "result.md").read_text()
     assert "| TFLite float32 |" in text and "### Targets (segnet-lite)" in text
-    assert "### Web view: edge_demo/camera.py --serve" in text and "3 viewers vs 0:" in text
+    assert "### Web view: edge_demo/camera.py --serve" in text and "3 viewers vs 0: FPS" in text
     assert text.strip() in proc.stdout
 
 
