@@ -168,6 +168,49 @@ def edge_md(t: dict) -> str:
     return "\n".join([head, "", table(header, rows)]) + "\n"
 
 
+def serve_md(t: dict) -> str:
+    head = (
+        f"### Web view: edge_demo/camera.py --serve, {t['model']} {t['size'][0]}x{t['size'][1]} "
+        f"{t['precision']}, {t['threads']} threads"
+    )
+    rows = []
+    for r in t["rows"]:
+        s = r["stage_p50_ms"]
+        rows.append(
+            [
+                "off" if r["viewers"] is None else "on",
+                "" if r["viewers"] is None else str(r["viewers"]),
+                fmt(r["fps_median"]),
+                " / ".join(fmt(f) for f in r["fps_runs"]),
+                f"{r['runs']} x {r['frames']}",
+                fmt(r["viewer_frames_median"]),
+                fmt(r["cpu_s_median"], ".2f"),
+                fmt(s.get("inference")),
+                fmt(s.get("postprocess")),
+            ]
+        )
+    header = [
+        "--serve",
+        "viewers",
+        "FPS (median)",
+        "FPS of each run",
+        "runs x frames",
+        "frames each viewer got",
+        "CPU s of the run",
+        "infer p50 ms",
+        "post p50 ms",
+    ]
+    verdict = ""
+    if t["slowdown_3_viewers"] is not None:
+        ok = t["slowdown_3_viewers"] <= t["target"]
+        verdict = (
+            f"\n3 viewers vs 0: FPS {-100 * t['slowdown_3_viewers']:+.1f} % (target: at most "
+            f"{100 * t['target']:.0f} % lower: {'met' if ok else 'NOT met'}); "
+            f"{t['cpu_ms_per_frame_3_viewers']:+.1f} ms of the demo's CPU time per frame\n"
+        )
+    return "\n".join([head, "", table(header, rows)]) + "\n" + verdict
+
+
 def scaling_md(t: dict) -> str:
     rows = []
     for r in t["rows"]:
@@ -406,6 +449,8 @@ def render(result: dict) -> str:
     if result.get("scaling"):
         parts.append(scaling_md(result["scaling"]))
     parts += [edge_md(t) for t in result.get("edge", [])]
+    if result.get("serve"):
+        parts.append(serve_md(result["serve"]))
     if result.get("profile"):
         parts.append(profile_md(result["profile"]))
     if result.get("gpu"):

@@ -1,4 +1,4 @@
-r"""Benchmark SegNet on this machine: inference, training, edge loop, cost growth, GPU.
+r"""Benchmark SegNet on this machine: inference, training, edge loop, web view, cost growth, GPU.
 
 Benchmarks measure a checkout (they are not installed with segnet-tf): run them as a module from
 the repository root, which also makes ``edge_demo`` importable.
@@ -9,6 +9,8 @@ Examples:
         --markdown benchmarks/results/cpu-$(date +%F).md
     # a quick look at segnet-lite inference only
     python -m benchmarks.run --models segnet-lite --sections inference --reps 5
+    # the web view's cost to the edge loop (0 and 3 MJPEG viewers), a few minutes
+    python -m benchmarks.run --models segnet-lite --sections serve --edge-frames 40
     # smoke run (seconds)
     python -m benchmarks.run --models segnet-lite --size 64x96 --reps 2 --scaling-sizes 64x96
 
@@ -31,7 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-SECTIONS = ("inference", "training", "edge", "scaling", "profile", "gpu")
+SECTIONS = ("inference", "training", "edge", "serve", "scaling", "profile", "gpu")
 DEFAULT_MODELS = ("segnet-lite", "segnet")
 
 
@@ -107,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib-images", type=int, default=8, help="int8 calibration scenes")
     parser.add_argument("--edge-frames", type=int, default=30, help="frames per edge-loop run")
     parser.add_argument(
+        "--serve-rounds", type=int, default=5, help="rounds of the web-view table (default 5)"
+    )
+    parser.add_argument(
         "--edge-models",
         type=parse_list(),
         default=("segnet-lite",),
@@ -142,7 +147,8 @@ def check_args(args: argparse.Namespace) -> None:
             )
     if args.gpu_model not in known:
         raise BenchmarkError(f"--gpu-model {args.gpu_model!r}: choose from {', '.join(known)}")
-    for option in ("threads", "reps", "train_reps", "train_batch", "calib_images", "edge_frames"):
+    positive = ("threads", "reps", "train_reps", "train_batch", "calib_images", "edge_frames")
+    for option in (*positive, "serve_rounds"):
         if getattr(args, option) < 1:
             raise BenchmarkError(f"--{option.replace('_', '-')} must be >= 1")
 
@@ -237,6 +243,16 @@ def run(args: argparse.Namespace, log=print) -> dict:
                         log=log,
                     )
                 )
+        if "serve" in sections:
+            from benchmarks.serve import serve_table
+
+            result["serve"] = serve_table(
+                artifacts(args.edge_models[0], args.size),
+                args.threads,
+                args.edge_frames,
+                rounds=args.serve_rounds,
+                log=log,
+            )
         if "profile" in sections:
             from benchmarks.profiling import profile_table
 

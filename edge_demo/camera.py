@@ -12,6 +12,11 @@ Examples:
     # Jetson CSI camera through GStreamer
     python edge_demo/camera.py --source "nvarguscamerasrc ! nvvidconv ! \
         video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1"
+    # no screen on the rig: watch it, and segment pictures, at http://BOARD:8080/?token=s3cret
+    EDGE_DEMO_TOKEN=s3cret python edge_demo/camera.py --headless --serve 0.0.0.0:8080
+    # RTP/H.264 to a laptop (needs an OpenCV built with GStreamer, e.g. JetPack's)
+    python edge_demo/camera.py --headless --output "appsrc ! videoconvert ! \
+        x264enc tune=zerolatency ! rtph264pay config-interval=1 ! udpsink host=LAPTOP port=5000"
 
 Imports only numpy, OpenCV and a TFLite runtime, never TensorFlow: it runs where only
 ``ai-edge-litert`` (or Coral's ``tflite-runtime``) is installed. Each frame goes through five timed
@@ -23,12 +28,13 @@ Ctrl-C stops cleanly; either way a summary (frames, FPS, p50/p95 per stage) is p
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +51,14 @@ from edge_demo.runtime import (
     litert,
     load_model,
     smooth_scores,
+)
+from edge_demo.server import (
+    UPLOAD_VIEWS,
+    FramePublisher,
+    SharedModel,
+    WebView,
+    parse_address,
+    remote_bind_warning,
 )
 from edge_demo.sinks import IMAGE_FORMATS, FrameSink, Window, open_sink
 from edge_demo.sources import FrameSource, open_source
@@ -103,6 +117,7 @@ def camera_loop(
     window: Window | None = None,
     max_frames: int | None = None,
     smooth: float = 1.0,
+    publisher: FramePublisher | None = None,
 ) -> tuple[np.ndarray, float, str]:
     """Segment frames until the source ends, ``max_frames``, the window closes or Ctrl-C.
 
@@ -113,6 +128,8 @@ def camera_loop(
     scores = None
     stopped_by = "max-frames"
     start = time.perf_counter()
+    if publisher is not None:
+        publisher.track(rows, start)
     try:
         while max_frames is None or len(rows) < max_frames:
             t0 = time.perf_counter()
@@ -141,6 +158,8 @@ def camera_loop(
             t5 = time.perf_counter()
             row = np.diff([t0, t1, t2, t3, t4, t5]) * 1e3
             rows.append(tuple(row))
+            if publisher is not None:
+                publisher.publish(out, classes)
             hud_ms = row if len(rows) == 1 else hud_ms + HUD_EMA * (row - hud_ms)
             if not keep_going:
                 stopped_by = "window closed"
@@ -148,7 +167,58 @@ def camera_loop(
     except KeyboardInterrupt:
         stopped_by = "interrupted"
     seconds = time.perf_counter() - start
-    return np.array(rows, dtype=np.float64).reshape(-1, len(STAGES)), seconds, stopped_by
+    return stage_times(rows), seconds, stopped_by
+
+
+def stage_times(rows: Sequence[tuple[float, ...]]) -> np.ndarray:
+    """``[frames, len(STAGES)]`` milliseconds of the loop's per-frame rows."""
+    return np.array(rows, dtype=np.float64).reshape(-1, len(STAGES))
+
+
+def summarise(
+    times: np.ndarray, seconds: float, stopped_by: str | None, dropped: int, info: dict
+) -> dict:
+    """The run's summary (``--json``, ``/stats``); ``stopped_by`` is None while it runs."""
+    return {
+        "frames": len(times),
+        "seconds": seconds,
+        "fps": len(times) / seconds if seconds > 0 else 0.0,
+        "stages_ms": {stage: percentile_stats(times[:, i]) for i, stage in enumerate(STAGES)},
+        "dropped_frames": dropped,
+        "stopped_by": stopped_by,
+        **info,
+    }
+
+
+def start_web_view(
+    args: argparse.Namespace,
+    model: SegModel,
+    make_renderer: Callable[..., Renderer],
+    source: FrameSource,
+    info: dict,
+) -> WebView:
+    """The ``--serve`` server; its ``model`` is ``model`` shared between the loop and uploads."""
+    renderers = {view: make_renderer(view=view) for view in UPLOAD_VIEWS}
+    labels = model.labels
+    publisher = FramePublisher(labels.class_names, labels.colours, renderers["overlay"].ignored)
+
+    def running_summary() -> dict:
+        rows, seconds = publisher.progress()
+        return summarise(stage_times(rows), seconds, None, source.dropped, info)
+
+    if warning := remote_bind_warning(args.serve[0], args.token):
+        log.warning(warning)
+    server = WebView(
+        args.serve,
+        publisher,
+        SharedModel(model),
+        renderers,
+        running_summary,
+        token=args.token,
+        max_upload_bytes=int(args.max_upload_mb * 1e6),
+    )
+    log.info("serving %s (live view /stream.mjpg, /stats, POST /segment)", server.url)
+    return server
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -158,14 +228,15 @@ def run(args: argparse.Namespace) -> dict:
     model = load_model(path, args.labels, args.threads, args.edgetpu, args.delegate)
     samples = check_monte_carlo(model) if uncertain else None
     labels = model.labels
-    renderer = Renderer(
+    make_renderer = functools.partial(
+        Renderer,
         labels.class_names,
         labels.colours,
-        view=args.view,
         alpha=args.alpha,
         ignored=resolve_classes(args.ignore_class, labels.class_names),
         legend=args.legend,
     )
+    renderer = make_renderer(view=args.view)
     source = open_source(args.source, args.reconnect)
     device = "edgetpu" if args.edgetpu else f"{args.threads} threads"
     log.info(
@@ -174,34 +245,7 @@ def run(args: argparse.Namespace) -> dict:
         f", {samples} Monte Carlo samples a frame" if samples else "", litert()[2], device,
         source.name,
     )  # fmt: skip
-    sink = window = None
-    try:
-        if args.output:
-            fps = args.output_fps or source.fps or DEFAULT_OUTPUT_FPS
-            sink = open_sink(args.output, fps, args.image_format)
-        if not args.headless:
-            window = Window()
-        times, seconds, stopped_by = camera_loop(
-            source, model, renderer, sink, window, args.max_frames, args.smooth
-        )
-    finally:
-        source.close()
-        if sink is not None:
-            sink.close()
-        if window is not None:
-            window.close()
-    if source.end_reason:
-        log.error("%s; stopping", source.end_reason)
-        stopped_by = source.end_reason
-    elif len(times) == 0 and stopped_by == "end of source":
-        raise DemoError(f"--source {args.source}: no frame could be read")
-    summary = {
-        "frames": len(times),
-        "seconds": seconds,
-        "fps": len(times) / seconds if seconds > 0 else 0.0,
-        "stages_ms": {stage: percentile_stats(times[:, i]) for i, stage in enumerate(STAGES)},
-        "dropped_frames": source.dropped,
-        "stopped_by": stopped_by,
+    info = {
         "model": str(model.path),
         "precision": model.precision,
         "runtime": litert()[2],
@@ -211,9 +255,41 @@ def run(args: argparse.Namespace) -> dict:
         "output": args.output,
         "monte_carlo_samples": samples,
     }
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    sink = window = server = None
+    try:
+        try:
+            if args.output:
+                fps = args.output_fps or source.fps or DEFAULT_OUTPUT_FPS
+                sink = open_sink(args.output, fps, args.image_format)
+            if not args.headless:
+                window = Window()
+            if args.serve:
+                server = start_web_view(args, model, make_renderer, source, info)
+                model = server.model  # the loop and the uploads take turns on the interpreter
+            times, seconds, stopped_by = camera_loop(
+                source, model, renderer, sink, window, args.max_frames, args.smooth,
+                publisher=None if server is None else server.publisher,
+            )  # fmt: skip
+        finally:
+            source.close()
+            if sink is not None:
+                sink.close()
+            if window is not None:
+                window.close()
+        if source.end_reason:
+            log.error("%s; stopping", source.end_reason)
+            stopped_by = source.end_reason
+        elif len(times) == 0 and stopped_by == "end of source":
+            raise DemoError(f"--source {args.source}: no frame could be read")
+        summary = summarise(times, seconds, stopped_by, source.dropped, info)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        if server is not None and stopped_by not in ("interrupted", "window closed"):
+            server.keep_serving(summary, args.serve_linger)  # the user did not stop it: linger
+    finally:
+        if server is not None:
+            server.close()
     return summary
 
 
@@ -250,6 +326,13 @@ def _at_least(minimum: float, kind: type = int):
     return parse
 
 
+def _address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge_demo/camera.py",
@@ -280,7 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--reconnect", type=_at_least(0), default=3, help="reopen a lost live source N times"
     )
     io.add_argument("--headless", action="store_true", help="no window (use with --output)")
-    io.add_argument("--output", help="annotated video (.mp4, mp4v) or a folder of images")
+    io.add_argument(
+        "--output",
+        help="annotated video (.mp4, mp4v), a folder of images, or a GStreamer pipeline "
+        "starting with appsrc (e.g. to an RTP/UDP or RTSP sink)",
+    )
     io.add_argument("--image-format", choices=IMAGE_FORMATS, default="jpg", help="for a folder")
     io.add_argument(
         "--output-fps",
@@ -289,6 +376,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument("--max-frames", type=_at_least(1), help="stop after N frames")
     io.add_argument("--json", help="also write the summary to this JSON file")
+
+    web = parser.add_argument_group("web view (a page, an MJPEG stream, stats, uploads)")
+    web.add_argument(
+        "--serve",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve the web view, e.g. 127.0.0.1:8080 (port 0 picks a free one); binding "
+        "another address (0.0.0.0) lets other machines in: use --token",
+    )
+    web.add_argument(
+        "--token",
+        default=os.environ.get("EDGE_DEMO_TOKEN"),
+        help="require it (Authorization: Bearer TOKEN, or ?token=TOKEN in the page's URL); "
+        "default: $EDGE_DEMO_TOKEN, which keeps it out of the process list",
+    )
+    web.add_argument(
+        "--max-upload-mb",
+        type=_at_least(0.001, float),
+        default=10.0,
+        help="largest picture POST /segment accepts (default 10)",
+    )
+    web.add_argument(
+        "--serve-linger",
+        type=_at_least(0.0, float),
+        metavar="SECONDS",
+        help="when the source ends, keep serving this long (default: until Ctrl-C)",
+    )
 
     view = parser.add_argument_group("view")
     view.add_argument(

@@ -1,4 +1,5 @@
-"""Where annotated frames go: a video file (mp4v), a folder of images, or a window."""
+"""Where annotated frames go: a video file (mp4v), a folder of images, a GStreamer pipeline
+(RTP, RTSP, ... on boards whose OpenCV has GStreamer), or a window."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 
 from edge_demo import DemoError
+from edge_demo.sources import NO_GSTREAMER, opencv_has_gstreamer
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov"})
 IMAGE_FORMATS = ("jpg", "png")
@@ -33,14 +35,17 @@ class VideoSink:
         self.size: tuple[int, int] | None = None  # (width, height) of the video
         self._writer: cv2.VideoWriter | None = None
 
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+        if not writer.isOpened():
+            raise DemoError(f"--output {self.path}: OpenCV cannot write an mp4v video there")
+        return writer
+
     def write(self, frame: np.ndarray) -> None:
         size = (frame.shape[1], frame.shape[0])
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
-            if not self._writer.isOpened():
-                raise DemoError(f"--output {self.path}: OpenCV cannot write an mp4v video there")
+            self._writer = self._open(size)
             self.size = size
         if size != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
@@ -49,6 +54,31 @@ class VideoSink:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
+
+
+class GStreamerSink(VideoSink):
+    """Frames pushed into a GStreamer pipeline that starts with ``appsrc`` (BGR frames), e.g.
+    ``appsrc ! videoconvert ! x264enc tune=zerolatency ! rtph264pay ! udpsink host=H port=P``.
+    Needs an OpenCV built with GStreamer (JetPack's); pip's wheels have none."""
+
+    def __init__(self, pipeline: str, fps: float) -> None:
+        if not opencv_has_gstreamer():
+            raise DemoError(f"--output {pipeline!r}: {NO_GSTREAMER}")
+        if not pipeline.lstrip().startswith("appsrc"):
+            raise DemoError(
+                f"--output {pipeline!r}: a GStreamer output pipeline must start with appsrc"
+            )
+        super().__init__(Path(), fps)  # no file: the pipeline is the target
+        self.pipeline = pipeline
+
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(self.pipeline, cv2.CAP_GSTREAMER, 0, self.fps, size, True)
+        if not writer.isOpened():
+            raise DemoError(
+                f"--output {self.pipeline!r}: GStreamer could not start the pipeline (a missing "
+                "element or plugin? try it with gst-launch-1.0, videotestsrc instead of appsrc)"
+            )
+        return writer
 
 
 class FolderSink:
@@ -74,7 +104,10 @@ class FolderSink:
 
 
 def open_sink(output: str, fps: float, image_format: str = "jpg") -> FrameSink:
-    """A video file for ``.mp4/.avi/.mkv/.mov``, otherwise a folder of images."""
+    """A GStreamer pipeline (elements joined by '!'), a video file for ``.mp4/.avi/.mkv/.mov``,
+    otherwise a folder of images."""
+    if "!" in output:
+        return GStreamerSink(output, fps)
     path = Path(output)
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return VideoSink(path, fps)

@@ -187,17 +187,25 @@ class LiveSource:
         self._thread.join(timeout=2.0)
 
 
+NO_GSTREAMER = (
+    "this OpenCV has no GStreamer support (pip's opencv-python wheels do not): "
+    "use the board's OpenCV, e.g. JetPack's python3-opencv"
+)
+
+
+def opencv_has_gstreamer() -> bool:
+    """Whether this OpenCV was built with GStreamer (JetPack's is; pip's wheels are not)."""
+    return re.search(r"^\s*GStreamer:\s*YES", cv2.getBuildInformation(), re.MULTILINE) is not None
+
+
 def _open_hint(kind: str, spec: str) -> str:
     """Why a live source may have failed to open, for the error message."""
     if kind == "camera":
         return " (not connected, or in use by another program?)"
     if kind == "url":
         return " (check the URL and that the stream is up)"
-    if "GStreamer:                   YES" not in cv2.getBuildInformation():
-        return (
-            "; this OpenCV has no GStreamer support (pip's opencv-python wheels do not): "
-            "use the board's OpenCV, e.g. JetPack's python3-opencv"
-        )
+    if not opencv_has_gstreamer():
+        return f"; {NO_GSTREAMER}"
     return "" if "appsink" in spec else "; the pipeline must end in appsink"
 
 

@@ -47,8 +47,9 @@ def test_script_smoke_run_writes_every_table(tmp_path):
     cmd = [
         sys.executable, "-m", "benchmarks.run", "--models", "segnet-lite",
         "--size", "64x96", "--reps", "2", "--train-reps", "2", "--precisions", "float32,int8",
-        "--sections", "inference,training,edge,scaling,gpu", "--scaling-sizes", "64x96",
-        "--edge-frames", "3", "--calib-images", "2", "--no-rss", "--no-torch",
+        "--sections", "inference,training,edge,serve,scaling,gpu", "--scaling-sizes", "64x96",
+        "--edge-frames", "3", "--serve-rounds", "1", "--calib-images", "2", "--no-rss",
+        "--no-torch",
         "--json", str(out), "--markdown", str(tmp_path / "result.md"),
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -87,12 +88,19 @@ def test_script_smoke_run_writes_every_table(tmp_path):
     (edge,) = result["edge"]
     assert [r["precision"] for r in edge["rows"]] == ["float32", "int8"]
     assert all(r["fps_median"] > 0 and r["frames"] == 3 for r in edge["rows"])
+    serve = result["serve"]
+    assert [r["viewers"] for r in serve["rows"]] == [None, 0, 3]
+    assert all(r["fps_median"] > 0 and r["frames"] == 3 for r in serve["rows"])
+    assert all(r["cpu_s_median"] > 0 for r in serve["rows"])
+    assert serve["rows"][1]["viewer_frames_median"] is None
+    assert 1 <= serve["rows"][2]["viewer_frames_median"] <= 3  # the newest frames, no more
     assert {r["precision"] for r in result["scaling"]["rows"]} == {"float32", "int8"}
     if not tf.config.list_physical_devices("GPU"):
         assert result["gpu"] == {"gpu": None, "note": "no GPU present: section skipped"}
 
     text = (tmp_path / "result.md").read_text()
     assert "| TFLite float32 |" in text and "### Targets (segnet-lite)" in text
+    assert "### Web view: edge_demo/camera.py --serve" in text and "3 viewers vs 0: FPS" in text
     assert text.strip() in proc.stdout
 
 
