@@ -14,6 +14,7 @@ from edge_demo.camera import STAGES, outside_inference
 from edge_demo.render import Renderer
 from edge_demo.runtime import class_map, input_lut, preprocess
 from edge_demo.sinks import ThreadedSink
+from edge_demo.sources import ReadAhead
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.float32])
@@ -77,6 +78,46 @@ def test_threaded_sink_hands_errors_to_the_loop():
         for i in range(10):
             writer.write(np.array([i]))
         writer.finish()
+
+
+class CountingSource:
+    name, fps, dropped, end_reason = "count", None, 0, None
+
+    def __init__(self, n: int, error: BaseException | None = None):
+        self.n, self.error, self.i = n, error, 0
+        self.thread: str | None = None
+
+    def read(self):
+        self.thread = threading.current_thread().name
+        if self.i == self.n:
+            if self.error is not None:
+                raise self.error
+            return None
+        self.i += 1
+        return np.array([self.i - 1])
+
+
+def test_read_ahead_gives_every_frame_in_order_from_its_thread():
+    times = []
+    reader = ReadAhead(CountingSource(30), times)
+    frames = []
+    while (frame := reader.read()) is not None:
+        frames.append(int(frame[0]))
+    reader.stop()
+    assert frames == list(range(30)) and reader.name == "count"
+    assert reader.source.thread == "read-ahead" and len(times) == 31  # 30 frames and the end
+
+
+def test_read_ahead_raises_in_the_loop_and_stops_midway():
+    reader = ReadAhead(CountingSource(2, KeyboardInterrupt()))
+    assert [int(reader.read()[0]) for _ in range(2)] == [0, 1]
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during a read reaches the loop
+        reader.read()
+    reader.stop()
+    busy = ReadAhead(CountingSource(1000))
+    busy.read()
+    busy.stop()  # while the thread waits to hand over the next frame
+    assert busy.source.i < 1000
 
 
 @pytest.mark.parametrize("view", ["overlay", "mask", "side"])
