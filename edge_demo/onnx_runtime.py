@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 TENSORRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 PROVIDER_ORDER = (TENSORRT, CUDA, CPU)
 GPU_PROVIDERS = frozenset({TENSORRT, CUDA})
+DEVICE_NAMES = {TENSORRT: "TensorRT FP16", CUDA: "CUDA", CPU: "CPU"}  # for the log and summary
 # --provider names: start the order there (auto: from the top)
 PROVIDER_CHOICES = {"auto": TENSORRT, "tensorrt": TENSORRT, "cuda": CUDA, "cpu": CPU}
 INSTALL_HINT = (
@@ -132,7 +133,7 @@ class OnnxSegModel:
 
     @property
     def device(self) -> str:
-        return self.provider.removesuffix("ExecutionProvider")
+        return DEVICE_NAMES.get(self.provider, self.provider)
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
         return preprocess(frame_bgr, self.input_size, None, out=self._buffer)

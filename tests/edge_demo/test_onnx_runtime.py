@@ -86,6 +86,49 @@ def test_a_folder_without_onnx_runtime_gives_the_tflite_model(model_folder, monk
     assert resolve_model_path(model_folder).name == "model_int8.tflite"
 
 
+class FakeSession:
+    """Stands in for onnxruntime.InferenceSession: records what the demo asked for."""
+
+    created: list = []
+
+    def __init__(self, path, options, providers):
+        self.providers = providers
+        FakeSession.created.append(self)
+
+    def get_inputs(self):
+        return [
+            type("Arg", (), {"name": "image", "shape": [1, 48, 64, 3], "type": "tensor(float)"})
+        ]
+
+    def get_outputs(self):
+        return [
+            type("Arg", (), {"name": "scores", "shape": [1, 48, 64, 11], "type": "tensor(float)"})
+        ]
+
+    def get_providers(self):  # as ONNX Runtime reports the ones it registered, in order
+        return [p if isinstance(p, str) else p[0] for p in self.providers]
+
+
+def test_a_jetson_build_gets_tensorrt_fp16_with_an_engine_cache(tmp_path, monkeypatch, caplog):
+    from edge_demo.onnx_runtime import load_onnx_model
+
+    labels = {
+        "class_names": [f"c{i}" for i in range(11)],
+        "colours": [[i, i, i] for i in range(11)],
+    }
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    (tmp_path / "model.onnx").write_bytes(b"")
+    fake_providers(monkeypatch, [TENSORRT, CUDA, CPU])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", FakeSession)
+    with caplog.at_level("INFO"):
+        model = load_onnx_model(tmp_path / "model.onnx")
+    cache = tmp_path / "trt_engines"
+    options = {**TRT_OPTIONS, "trt_engine_cache_path": str(cache)}
+    assert FakeSession.created[-1].providers == [(TENSORRT, options), CUDA, CPU]
+    assert cache.is_dir() and "caches it in" in caplog.text
+    assert (model.device, model.precision, model.input_size) == ("TensorRT FP16", "fp16", (48, 64))
+
+
 # ------------------------------------------------------------------ a real model.onnx, end to end
 
 
