@@ -17,9 +17,10 @@ Imports only numpy, OpenCV and a TFLite runtime (or ONNX Runtime for a .onnx mod
 TensorFlow: it runs where only ``ai-edge-litert`` (or Coral's ``tflite-runtime``) is installed.
 Each frame goes through five timed stages: capture, preprocess (resize, BGR->RGB, quantise),
 inference, postprocess (optional score smoothing, argmax, colours, legend, HUD) and output
-(write/show); the video or image writer runs in a thread, overlapped with the next frame. ESC or
-q closes the window; Ctrl-C stops cleanly; either way a summary (frames, FPS, p50/p95 per stage,
-the share of wall time spent outside inference) is printed.
+(write/show). The writer runs in a thread and a video file or image folder is read one frame
+ahead in another (a live source has its capture thread), overlapping inference. ESC or q closes
+the window; Ctrl-C stops cleanly; either way a summary (frames, FPS, p50/p95 per stage, the share
+of wall time spent outside inference) is printed.
 """
 
 from __future__ import annotations
