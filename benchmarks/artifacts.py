@@ -167,6 +167,16 @@ class Artifacts:
         return path
 
     @functools.cached_property
+    def lowered_onnx_file(self) -> Path:
+        """``segnet-tf export --onnx``'s model.onnx: the exact lowering, TensorRT's op set."""
+        from segnet_tf.export.onnx import convert as onnx_convert
+
+        content = self._timed("ONNX model.onnx", onnx_convert, self.network("lowered"))
+        path = self.dir / "model.onnx"
+        path.write_bytes(content)
+        return path
+
+    @functools.cached_property
     def torch_file(self) -> Path:
         from benchmarks import torch_segnet
 

@@ -3,8 +3,9 @@
 Rows: the Keras call (compiled ``tf.function``), the SavedModel, ONNX Runtime on ``tf2onnx``'s
 conversion of the reference model (MaxPool with indices + ScatterND: the route a user takes
 today), PyTorch (``MaxUnpool2d``), the naive Flex conversion (which no Python interpreter of
-TF 2.21 can run: the row keeps the error), our TFLite exports of the lowered network, and the same
-exports of the cost floor (:mod:`benchmarks.floor`). A row whose runtime is not installed, or
+TF 2.21 can run: the row keeps the error), ONNX Runtime on our ``model.onnx`` (the lowered network
+that TensorRT takes), our TFLite exports of the lowered network, and the same exports of the cost
+floor (:mod:`benchmarks.floor`). A row whose runtime is not installed, or
 whose model fails to build or run, stays in the table with the reason.
 """
 
@@ -28,6 +29,7 @@ PRECISIONS = ("float32", "float16", "int8")
 FLOOR_PRECISIONS = ("float32", "int8")  # the targets' precisions; float16 runs as float32 on CPU
 KERAS_ROW = "Keras call (tf.function)"
 ONNX_ROW = "ONNX Runtime (tf2onnx)"
+LOWERED_ONNX_ROW = "ONNX Runtime (model.onnx)"
 INSTALL_HINT = {
     "tf2onnx": "tf2onnx onnxruntime",
     "onnxruntime": "tf2onnx onnxruntime",
@@ -77,6 +79,16 @@ def rows(precisions: tuple[str, ...] = PRECISIONS, torch: bool = True) -> list[R
         out.append(
             Row("PyTorch eager (MaxUnpool2d)", "torch", "peer", lambda a: a.torch_file, ("torch",))
         )
+    out.append(
+        Row(
+            LOWERED_ONNX_ROW,
+            "onnx",
+            "lowered",
+            lambda a: a.lowered_onnx_file,
+            ("tf2onnx", "onnxruntime"),
+            "segnet-tf export --onnx: exact lowering, TensorRT's op set",
+        )
+    )
     for p in precisions:  # the lowerings `segnet-tf export` ships: exact in float, step in int8
         variant = EXPORT_VARIANT[p]
         out.append(

@@ -133,19 +133,23 @@ def gradient_md(g: dict) -> str:
 
 
 def edge_md(t: dict) -> str:
+    clip = t.get("clip_size", t["size"])
     head = (
-        f"### Edge loop: edge_demo/camera.py, {t['model']} {t['size'][0]}x{t['size'][1]}, "
-        f"{t['threads']} threads"
+        f"### Edge loop: edge_demo/camera.py, {t['model']} {t['size'][0]}x{t['size'][1]} on a "
+        f"{clip[0]}x{clip[1]} clip, {t['threads']} threads"
+        + (f" ({t['camera']})" if t.get("camera") else "")
     )
     rows = []
     for r in t["rows"]:
         if r.get("error") and "fps_median" not in r:
-            rows.append([r["precision"], "error", "", "", "", "", "", r["error"][:200]])
+            rows.append([r["precision"], r.get("view", ""), "error", *[""] * 9, r["error"][:200]])
             continue
         s = r["stage_p50_ms"]
+        outside = r.get("outside_inference")
         rows.append(
             [
                 r["precision"],
+                r.get("view", "overlay"),
                 fmt(r["fps_median"]),
                 f"{r['runs']} x {r['frames']}",
                 fmt(s.get("capture")),
@@ -153,19 +157,32 @@ def edge_md(t: dict) -> str:
                 fmt(s.get("inference")),
                 fmt(s.get("postprocess")),
                 fmt(s.get("output")),
+                fmt(r.get("reader_thread_p50_ms")),
+                fmt(r.get("writer_thread_p50_ms")),
+                fmt(None if outside is None else 100 * outside),
             ]
         )
     header = [
         "model",
+        "view",
         "FPS",
         "runs x frames",
         "capture p50 ms",
         "pre p50 ms",
         "infer p50 ms",
         "post p50 ms",
-        "write p50 ms",
+        "output p50 ms",
+        "reader thread p50 ms",
+        "writer thread p50 ms",
+        "outside inference %",
     ]
-    return "\n".join([head, "", table(header, rows)]) + "\n"
+    note = (
+        "outside inference = 1 - inference ms x FPS / 1000 (stage means): the loop's own cost, "
+        "work overlapped with inference excluded. Where the demo reads and writes in threads, "
+        "capture is the wait for the read-ahead frame and output the hand-over to the writer; "
+        "the threads' own times are in their columns."
+    )
+    return "\n".join([head, "", table(header, rows), "", note]) + "\n"
 
 
 def serve_md(t: dict) -> str:

@@ -117,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=("segnet-lite",),
         help="models for the edge loop (default: segnet-lite)",
     )
+    parser.add_argument(
+        "--edge-views",
+        type=parse_list(("overlay", "mask", "side")),
+        default=("overlay", "mask", "side"),
+        help="demo views for the edge loop (default: all)",
+    )
+    parser.add_argument(
+        "--edge-clip-size", type=parse_size, help="HxW of the edge loop's clip (default: --size)"
+    )
+    parser.add_argument(
+        "--edge-cameras",
+        type=parse_list(kind=Path),
+        default=(REPO / "edge_demo" / "camera.py",),
+        help="comma-separated camera.py scripts to run, one table each (e.g. another "
+        "checkout's first, for a before/after on the same models); default: this checkout's",
+    )
     parser.add_argument("--scaling-models", type=parse_list(), default=("segnet-lite",))
     parser.add_argument(
         "--scaling-sizes",
@@ -153,6 +169,14 @@ def check_args(args: argparse.Namespace) -> None:
             raise BenchmarkError(f"--{option.replace('_', '-')} must be >= 1")
 
 
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def run(args: argparse.Namespace, log=print) -> dict:
     """Run the selected sections; returns the result (also written by :func:`main`)."""
     from benchmarks.runners import set_tf_threads
@@ -175,7 +199,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     result: dict = {
         "environment": environment(args.threads),
         "note": args.note,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "options": {k: _jsonable(v) for k, v in vars(args).items()},
     }
     start = time.perf_counter()
     try:
@@ -234,15 +258,19 @@ def run(args: argparse.Namespace, log=print) -> dict:
 
             precisions = tuple(p for p in args.precisions if p != "float16") or args.precisions
             for name in args.edge_models:
-                result.setdefault("edge", []).append(
-                    edge_table(
-                        artifacts(name, args.size),
-                        args.threads,
-                        args.edge_frames,
-                        precisions=precisions,
-                        log=log,
+                for camera in args.edge_cameras:
+                    result.setdefault("edge", []).append(
+                        edge_table(
+                            artifacts(name, args.size),
+                            args.threads,
+                            args.edge_frames,
+                            precisions=precisions,
+                            views=args.edge_views,
+                            clip_size=args.edge_clip_size,
+                            camera=camera,
+                            log=log,
+                        )
                     )
-                )
         if "serve" in sections:
             from benchmarks.serve import serve_table
 

@@ -9,6 +9,8 @@ Examples:
     python edge_demo/camera.py --model exported/ --view uncertainty
     # Coral Edge TPU
     python edge_demo/camera.py --edgetpu --model models/segnet-lite-camvid/model_edgetpu.tflite
+    # Jetson GPU: model.onnx on ONNX Runtime (TensorRT FP16, else CUDA), engines cached on disk
+    python edge_demo/camera.py --model exported/model.onnx --source 0
     # Jetson CSI camera through GStreamer
     python edge_demo/camera.py --source "nvarguscamerasrc ! nvvidconv ! \
         video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1"
@@ -18,11 +20,14 @@ Examples:
     python edge_demo/camera.py --headless --output "appsrc ! videoconvert ! \
         x264enc tune=zerolatency ! rtph264pay config-interval=1 ! udpsink host=LAPTOP port=5000"
 
-Imports only numpy, OpenCV and a TFLite runtime, never TensorFlow: it runs where only
-``ai-edge-litert`` (or Coral's ``tflite-runtime``) is installed. Each frame goes through five timed
-stages: capture, preprocess (resize, BGR->RGB, quantise), inference, postprocess (optional score
-smoothing, argmax, colours, legend, HUD) and output (write/show). ESC or q closes the window;
-Ctrl-C stops cleanly; either way a summary (frames, FPS, p50/p95 per stage) is printed.
+Imports only numpy, OpenCV and a TFLite runtime (or ONNX Runtime for a .onnx model), never
+TensorFlow: it runs where only ``ai-edge-litert`` (or Coral's ``tflite-runtime``) is installed.
+Each frame goes through five timed stages: capture, preprocess (resize, BGR->RGB, quantise),
+inference, postprocess (optional score smoothing, argmax, colours, legend, HUD) and output
+(write/show). The writer runs in a thread and a video file or image folder is read one frame
+ahead in another (a live source has its capture thread), overlapping inference. ESC or q closes
+the window; Ctrl-C stops cleanly; either way a summary (frames, FPS, p50/p95 per stage, the share
+of wall time spent outside inference) is printed.
 """
 
 from __future__ import annotations
@@ -43,12 +48,12 @@ if __package__ in (None, ""):  # run as `python edge_demo/camera.py`: make `edge
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_demo import DemoError
+from edge_demo.onnx_runtime import PROVIDER_CHOICES
 from edge_demo.render import LEGENDS, VIEWS, Renderer
 from edge_demo.runtime import (
     DEFAULT_MODEL_DIR,
     SegModel,
     class_map,
-    litert,
     load_model,
     smooth_scores,
 )
@@ -60,8 +65,8 @@ from edge_demo.server import (
     parse_address,
     remote_bind_warning,
 )
-from edge_demo.sinks import IMAGE_FORMATS, FrameSink, Window, open_sink
-from edge_demo.sources import FrameSource, open_source
+from edge_demo.sinks import IMAGE_FORMATS, FrameSink, ThreadedSink, Window, open_sink
+from edge_demo.sources import FrameSource, ImageSource, ReadAhead, VideoFileSource, open_source
 from edge_demo.uncertainty import check_monte_carlo, monte_carlo_model_path, normalised_entropy
 
 log = logging.getLogger("edge_demo")
@@ -118,11 +123,17 @@ def camera_loop(
     max_frames: int | None = None,
     smooth: float = 1.0,
     publisher: FramePublisher | None = None,
+    thread_ms: dict[str, list[float]] | None = None,
 ) -> tuple[np.ndarray, float, str]:
     """Segment frames until the source ends, ``max_frames``, the window closes or Ctrl-C.
 
     Returns ``(times, seconds, stopped_by)``: ``times`` is ``[frames, len(STAGES)]`` milliseconds.
+    ``sink`` is written in a thread (the output stage is the hand-over) and a file source is read
+    one frame ahead in another (the capture stage is the wait for it), both overlapping inference;
+    the time of each of their calls goes to ``thread_ms["writer"]`` and ``thread_ms["reader"]``.
+    ``seconds`` includes writing the last frame.
     """
+    thread_ms = {"reader": [], "writer": []} if thread_ms is None else thread_ms
     rows: list[tuple[float, ...]] = []  # one append per frame, so Ctrl-C never leaves half a row
     hud_ms = np.zeros(len(STAGES))
     scores = None
@@ -130,6 +141,9 @@ def camera_loop(
     start = time.perf_counter()
     if publisher is not None:
         publisher.track(rows, start)
+    sink = None if sink is None else ThreadedSink(sink, thread_ms.setdefault("writer", []))
+    if isinstance(source, (VideoFileSource, ImageSource)):
+        source = ReadAhead(source, thread_ms.setdefault("reader", []))
     try:
         while max_frames is None or len(rows) < max_frames:
             t0 = time.perf_counter()
@@ -166,6 +180,11 @@ def camera_loop(
                 break
     except KeyboardInterrupt:
         stopped_by = "interrupted"
+    finally:
+        if isinstance(source, ReadAhead):
+            source.stop()
+        if sink is not None:
+            sink.finish()  # the frames still queued are written, errors raised
     seconds = time.perf_counter() - start
     return stage_times(rows), seconds, stopped_by
 
@@ -176,7 +195,12 @@ def stage_times(rows: Sequence[tuple[float, ...]]) -> np.ndarray:
 
 
 def summarise(
-    times: np.ndarray, seconds: float, stopped_by: str | None, dropped: int, info: dict
+    times: np.ndarray,
+    seconds: float,
+    stopped_by: str | None,
+    dropped: int,
+    info: dict,
+    thread_ms: dict[str, list[float]] | None = None,
 ) -> dict:
     """The run's summary (``--json``, ``/stats``); ``stopped_by`` is None while it runs."""
     return {
@@ -184,6 +208,10 @@ def summarise(
         "seconds": seconds,
         "fps": len(times) / seconds if seconds > 0 else 0.0,
         "stages_ms": {stage: percentile_stats(times[:, i]) for i, stage in enumerate(STAGES)},
+        "threads_ms": {
+            name: percentile_stats(np.array(ms)) for name, ms in (thread_ms or {}).items()
+        },
+        "outside_inference": outside_inference(times, seconds),
         "dropped_frames": dropped,
         "stopped_by": stopped_by,
         **info,
@@ -225,7 +253,15 @@ def run(args: argparse.Namespace) -> dict:
     """Run the demo with parsed CLI ``args``; return the summary (also written to ``--json``)."""
     uncertain = args.view == "uncertainty"
     path = monte_carlo_model_path(args.model) if uncertain else args.model
-    model = load_model(path, args.labels, args.threads, args.edgetpu, args.delegate)
+    model = load_model(
+        path,
+        args.labels,
+        args.threads,
+        args.edgetpu,
+        args.delegate,
+        args.provider,
+        args.engine_cache,
+    )
     samples = check_monte_carlo(model) if uncertain else None
     labels = model.labels
     make_renderer = functools.partial(
@@ -238,24 +274,24 @@ def run(args: argparse.Namespace) -> dict:
     )
     renderer = make_renderer(view=args.view)
     source = open_source(args.source, args.reconnect)
-    device = "edgetpu" if args.edgetpu else f"{args.threads} threads"
     log.info(
         "model %s (%s, input %dx%d, %d classes%s) on %s, %s; source %s",
         model.path, model.precision, *model.input_size, model.num_classes,
-        f", {samples} Monte Carlo samples a frame" if samples else "", litert()[2], device,
-        source.name,
+        f", {samples} Monte Carlo samples a frame" if samples else "", model.runtime,
+        model.device, source.name,
     )  # fmt: skip
     info = {
         "model": str(model.path),
         "precision": model.precision,
-        "runtime": litert()[2],
-        "device": device,
+        "runtime": model.runtime,
+        "device": model.device,
         "source": source.name,
         "view": args.view,
         "output": args.output,
         "monte_carlo_samples": samples,
     }
     sink = window = server = None
+    thread_ms: dict[str, list[float]] = {"reader": [], "writer": []}
     try:
         try:
             if args.output:
@@ -268,7 +304,7 @@ def run(args: argparse.Namespace) -> dict:
                 model = server.model  # the loop and the uploads take turns on the interpreter
             times, seconds, stopped_by = camera_loop(
                 source, model, renderer, sink, window, args.max_frames, args.smooth,
-                publisher=None if server is None else server.publisher,
+                publisher=None if server is None else server.publisher, thread_ms=thread_ms,
             )  # fmt: skip
         finally:
             source.close()
@@ -281,7 +317,7 @@ def run(args: argparse.Namespace) -> dict:
             stopped_by = source.end_reason
         elif len(times) == 0 and stopped_by == "end of source":
             raise DemoError(f"--source {args.source}: no frame could be read")
-        summary = summarise(times, seconds, stopped_by, source.dropped, info)
+        summary = summarise(times, seconds, stopped_by, source.dropped, info, thread_ms)
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
@@ -291,6 +327,17 @@ def run(args: argparse.Namespace) -> dict:
         if server is not None:
             server.close()
     return summary
+
+
+def outside_inference(times: np.ndarray, seconds: float) -> float:
+    """The share of the loop's wall time not spent in inference: ``1 - inference / wall``.
+
+    Work overlapped with inference (the writer thread, a live source's capture thread) costs
+    nothing here; what the loop does in series with inference counts in full.
+    """
+    if seconds <= 0 or len(times) == 0:
+        return 0.0
+    return float(1.0 - times[:, STAGES.index("inference")].sum() / (1e3 * seconds))
 
 
 def format_summary(summary: dict) -> str:
@@ -306,6 +353,11 @@ def format_summary(summary: dict) -> str:
     ]
     for stage, s in summary["stages_ms"].items():
         lines.append(f"{stage:<12}{s['mean']:>9.2f}{s['p50']:>9.2f}{s['p95']:>9.2f}")
+    for name, s in summary["threads_ms"].items():
+        if s["mean"] > 0:
+            row = f"({name})"
+            lines.append(f"{row:<12}{s['mean']:>9.2f}{s['p50']:>9.2f}{s['p95']:>9.2f}  in a thread")
+    lines.append(f"outside inference: {100 * summary['outside_inference']:.1f}% of wall time")
     return "\n".join(lines)
 
 
@@ -343,14 +395,26 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
-        help="a .tflite file, or a folder with model_int8.tflite / model.tflite (the Edge TPU "
-        "model with --edgetpu, model_fp16.tflite first with a GPU --delegate); default: "
+        help="a .tflite or .onnx file, or a folder with model_int8.tflite / model.tflite (the "
+        "Edge TPU model with --edgetpu, model_fp16.tflite first with a GPU --delegate, "
+        "model.onnx first when ONNX Runtime has a GPU provider); default: "
         f"{DEFAULT_MODEL_DIR}",
     )
     model.add_argument("--labels", help="labels.json (default: the one beside the model)")
     model.add_argument("--threads", type=_at_least(1), default=os.cpu_count(), help="CPU threads")
     model.add_argument("--edgetpu", action="store_true", help="run on a Coral Edge TPU")
-    model.add_argument("--delegate", help="external delegate .so, e.g. a GPU delegate on Jetson")
+    model.add_argument("--delegate", help="external TFLite delegate .so (one you built)")
+    model.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        default="auto",
+        help="ONNX Runtime provider to start from, in the order tensorrt (FP16), cuda, cpu "
+        "(default auto: the first the installed build has)",
+    )
+    model.add_argument(
+        "--engine-cache",
+        help="folder for TensorRT's built engines (default: trt_engines/ beside the model)",
+    )
 
     io = parser.add_argument_group("input and output")
     io.add_argument(

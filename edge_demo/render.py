@@ -1,8 +1,9 @@
 """Drawing: class colours over the frame, the class legend and the HUD (FPS and stage times).
 
 What does not change per frame is built once: the colour table, the ignored-class mask and the
-legend images (cached per set of classes shown and text size), so a frame costs a table lookup,
-one blend and a few small text draws. Text size follows the frame height so the HUD stays readable
+legend images (cached per set of classes shown and text size), so a frame costs a table lookup at
+the model's size, one nearest-neighbour resize to the frame's, one blend and a few small text
+draws, all in uint8 OpenCV calls. Text size follows the frame height so the HUD stays readable
 from a 120-line test clip to 1080p.
 """
 
@@ -65,11 +66,21 @@ def draw_heat_key(img: np.ndarray, x: int, y: int, width: int, scale: float) -> 
         img[top : top + h, x : x + w] = bar[:h, :w]
 
 
-class Sprite(NamedTuple):
-    """A precomputed overlay: ``out = img * gain + add`` (``add`` is premultiplied colour)."""
+def _resize_into(img: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``img`` scaled (nearest) into ``out``, a preallocated array or view of the target size."""
+    if img.shape[:2] == out.shape[:2]:
+        out[:] = img
+    else:
+        cv2.resize(img, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_NEAREST)
+    return out
 
-    gain: np.ndarray  # [h, w, 1] float32
-    add: np.ndarray  # [h, w, 3] float32
+
+class Sprite(NamedTuple):
+    """A precomputed overlay: ``out = img * gain / 255 + add`` (``add`` is premultiplied colour),
+    in uint8 so that pasting is two saturating OpenCV passes, not float arithmetic."""
+
+    gain: np.ndarray  # [h, w, 3] uint8, 255 = keep the image
+    add: np.ndarray  # [h, w, 3] uint8
 
 
 def paste(img: np.ndarray, sprite: Sprite, x: int, y: int) -> None:
@@ -79,7 +90,7 @@ def paste(img: np.ndarray, sprite: Sprite, x: int, y: int) -> None:
     if h <= 0 or w <= 0:
         return
     roi = img[y : y + h, x : x + w]
-    roi[:] = np.clip(roi * sprite.gain[:h, :w] + sprite.add[:h, :w], 0, 255)
+    cv2.add(cv2.multiply(roi, sprite.gain[:h, :w], scale=1 / 255), sprite.add[:h, :w], dst=roi)
 
 
 def legend_sprite(
@@ -111,8 +122,9 @@ def legend_sprite(
             cv2.putText(
                 img, name, (x + swatch + pad, y + text_h), FONT, scale, edge, thick, cv2.LINE_AA
             )
-    alpha = cover[..., None].astype(np.float32) / 255.0
-    return Sprite(gain=(1.0 - PANEL_OPACITY) * (1.0 - alpha), add=colour.astype(np.float32))
+    gain = (1.0 - PANEL_OPACITY) * (255.0 - cover.astype(np.float32))
+    gain = np.repeat(np.round(gain).astype(np.uint8)[..., None], 3, axis=-1)
+    return Sprite(gain=gain, add=colour)
 
 
 def draw_text_panel(img: np.ndarray, lines: Sequence[str], x: int, y: int, scale: float) -> None:
@@ -157,39 +169,53 @@ class Renderer:
         self._any_ignored = bool(self.ignored.any())
         self._all_shown = tuple(int(i) for i in np.flatnonzero(~self.ignored))
         self._legends: dict[tuple, Sprite] = {}
+        self._buffers: dict[tuple, np.ndarray] = {}  # colour maps, reused frame after frame
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        key = (name, shape)
+        if key not in self._buffers:
+            self._buffers[key] = np.empty(shape, np.uint8)
+        return self._buffers[key]
 
     def segmentation(
         self, frame: np.ndarray, classes: np.ndarray, uncertainty: np.ndarray | None = None
     ) -> np.ndarray:
         """The view without text: overlay, mask, frame and mask side by side, or overlay and
-        uncertainty heat map side by side (``uncertainty``: ``[h, w]`` in 0..1, any size)."""
-        # Colour at the class map's (model) size, then scale: nearest-neighbour resizing commutes
-        # with the table lookup and a small lookup is several times cheaper than a full-size one.
-        size = frame.shape[1], frame.shape[0]
-        colour = _resize_nearest(self.lut.take(classes, axis=0), size)
+        uncertainty heat map side by side (``uncertainty``: ``[h, w]`` in 0..1, any size).
+
+        The returned image is new each frame (a writer thread may still hold the last one); the
+        colour maps in between are reused buffers.
+        """
+        # Colour at the class map's (model) size, then scale once: nearest-neighbour resizing
+        # commutes with the table lookup and a small lookup is several times cheaper.
+        h, w = frame.shape[:2]
+        small = self._buffer("small", (*classes.shape, 3))
+        np.take(self.lut, classes, axis=0, out=small)
         if self.view == "mask":
-            return colour
+            return _resize_into(small, np.empty((h, w, 3), np.uint8))
         if self.view == "side":
-            return np.hstack((frame, colour))
+            out = np.empty((h, 2 * w, 3), np.uint8)
+            out[:, :w] = frame
+            _resize_into(small, out[:, w:])
+            return out
+        colour = _resize_into(small, self._buffer("colour", (h, w, 3)))
+        out = cv2.addWeighted(
+            frame, 1.0 - self.alpha, colour, self.alpha, 0.0, dst=np.empty_like(frame)
+        )
+        if self._any_ignored:  # ignored classes show the frame, not a dimmed frame
+            cv2.copyTo(frame, _resize_nearest(self._ignored_u8.take(classes), (w, h)), out)
         if self.view == "uncertainty":
             if uncertainty is None:
                 raise ValueError("the uncertainty view needs an uncertainty map")
-            overlay = self._overlay(frame, classes, colour)
-            return np.hstack((overlay, uncertainty_heatmap(uncertainty, size)))
-        return self._overlay(frame, classes, colour)
-
-    def _overlay(self, frame: np.ndarray, classes: np.ndarray, colour: np.ndarray) -> np.ndarray:
-        size = frame.shape[1], frame.shape[0]
-        out = cv2.addWeighted(frame, 1.0 - self.alpha, colour, self.alpha, 0.0)
-        if self._any_ignored:  # ignored classes show the frame, not a dimmed frame
-            cv2.copyTo(frame, _resize_nearest(self._ignored_u8.take(classes), size), out)
+            return np.hstack((out, uncertainty_heatmap(uncertainty, (w, h))))
         return out
 
     def shown_classes(self, classes: np.ndarray) -> tuple[int, ...]:
         """Ids for the legend: all classes or those in ``classes``, never ignored ones."""
         if self.legend == "all":
             return self._all_shown
-        counts = np.bincount(classes.ravel(), minlength=len(self.class_names))
+        n = len(self.class_names)
+        counts = cv2.calcHist([classes], [0], None, [n], [0, n]).ravel()  # ~3x np.bincount
         return tuple(int(i) for i in np.flatnonzero((counts > 0) & ~self.ignored))
 
     def legend_for(self, ids: tuple[int, ...], scale: float, max_height: int) -> Sprite:

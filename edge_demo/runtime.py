@@ -1,5 +1,8 @@
 """TFLite runtime side of the demo: labels, interpreter and delegates, pre- and postprocessing.
 
+A ``.onnx`` model (the exporter's ``model.onnx``) runs on ONNX Runtime instead: see
+:mod:`edge_demo.onnx_runtime`, which this module hands it to.
+
 The model contract is the one ``segnet-tf export`` writes: input ``[1, H, W, 3]`` raw RGB pixels
 (float32 0..255, or uint8/int8 quantised with the input tensor's own ``scale, zero_point``),
 output ``[1, H, W, num_classes]`` class logits (float32, or int8/uint8 with the output tensor's
@@ -30,6 +33,8 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "segnet-lit
 # int8 dot products, as ARM boards have, and NPU delegates want it too. A GPU delegate computes
 # in float16.
 MODEL_FILES = ("model_int8.tflite", "model.tflite")
+# With a GPU execution provider in the installed ONNX Runtime (TensorRT, CUDA): the ONNX model.
+ONNX_MODEL_FILE = "model.onnx"
 GPU_MODEL_FILES = ("model_fp16.tflite", "model.tflite", "model_int8.tflite")
 # With --edgetpu: edgetpu_compiler's output for model_edgetpu.tflite first (the compiler's own
 # <stem>_edgetpu name, which the exporter keeps too), then the uncompiled file.
@@ -122,15 +127,27 @@ def input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
 
 
 def preprocess(
-    frame_bgr: np.ndarray, size_hw: tuple[int, int], lut: np.ndarray | None
+    frame_bgr: np.ndarray,
+    size_hw: tuple[int, int],
+    lut: np.ndarray | None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """BGR frame -> model input ``[1, H, W, 3]``: resize, BGR->RGB, quantise (``lut``) or float."""
+    """BGR frame -> model input ``[1, H, W, 3]``: resize, BGR->RGB, quantise (``lut``) or float.
+
+    Every step runs at the model's size, and the last writes straight into ``out`` (the input
+    tensor's dtype) when given, so no frame-sized or float copy is made.
+    """
     h, w = size_hw
     if frame_bgr.shape[:2] != (h, w):
         frame_bgr = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
     rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-    x = rgb.astype(np.float32) if lut is None else lut.take(rgb)  # take: faster than lut[rgb]
-    return x[None]
+    if out is None:
+        out = np.empty((1, h, w, 3), np.float32 if lut is None else lut.dtype)
+    if lut is None:
+        np.copyto(out[0], rgb)
+    else:
+        cv2.LUT(rgb, lut, dst=out[0])  # one table lookup per value, into the tensor's dtype
+    return out
 
 
 def smooth_scores(state: np.ndarray | None, scores: np.ndarray, k: float) -> np.ndarray:
@@ -146,9 +163,25 @@ def smooth_scores(state: np.ndarray | None, scores: np.ndarray, k: float) -> np.
 
 
 def class_map(scores: np.ndarray) -> np.ndarray:
-    """Per-pixel argmax ``[H, W, C] -> [H, W]`` uint8. Valid on raw int8/uint8 scores too
-    (dequantisation is monotonic), so quantised outputs need no conversion when not smoothing."""
-    return np.argmax(scores, axis=-1).astype(np.uint8)
+    """Per-pixel argmax ``[H, W, C] -> [H, W]`` uint8, the first class on ties (as np.argmax).
+
+    Valid on raw int8/uint8 scores too (dequantisation is monotonic), so quantised outputs need
+    no conversion. np.argmax over a last axis of ~11 classes pays a call per pixel; instead one
+    transpose makes a contiguous plane per class and a running maximum over the planes keeps
+    the class that raised it (three SIMD passes each): about 4x faster at 360x480.
+    """
+    h, w, c = scores.shape
+    if c > 256:
+        raise DemoError(f"{c} classes do not fit a uint8 class map")
+    planes = cv2.transpose(np.ascontiguousarray(scores).reshape(h * w, c))  # [C, H*W]
+    best = planes[0].copy()
+    classes = np.zeros(h * w, np.uint8)
+    raised = np.empty(h * w, bool)
+    for k in range(1, c):
+        np.greater(planes[k], best, out=raised)  # strictly: ties keep the earlier class
+        np.maximum(best, planes[k], out=best)
+        np.maximum(classes, raised.view(np.uint8) * np.uint8(k), out=classes)  # k > earlier ids
+    return classes.reshape(h, w)
 
 
 def is_gpu_delegate(delegate: str | None) -> bool:
@@ -159,13 +192,16 @@ def is_gpu_delegate(delegate: str | None) -> bool:
 def resolve_model_path(
     model: str | Path | None, edgetpu: bool = False, delegate: str | None = None
 ) -> Path:
-    """The ``.tflite`` file to load: ``model`` itself, or the best file in a model folder for the
-    target (the Edge TPU, a GPU delegate, else the CPU or an NPU delegate)."""
+    """The model file to load: ``model`` itself, or the best file in a model folder for the
+    target (the Edge TPU, a GPU delegate, ONNX Runtime with a GPU provider, else the CPU or an
+    NPU delegate)."""
     folder = DEFAULT_MODEL_DIR if model is None else Path(model)
     if folder.is_dir():
         names = (EDGETPU_MODEL_FILES if edgetpu else ()) + (
             GPU_MODEL_FILES if is_gpu_delegate(delegate) else MODEL_FILES
         )
+        if not edgetpu and delegate is None and _onnx_gpu():
+            names = (ONNX_MODEL_FILE, *names)
         for name in names:
             if (folder / name).is_file():
                 return folder / name
@@ -252,6 +288,12 @@ def load_delegates(edgetpu: bool = False, delegate: str | None = None) -> list:
     return delegates
 
 
+def _onnx_gpu() -> bool:
+    from edge_demo.onnx_runtime import has_gpu_provider
+
+    return has_gpu_provider()
+
+
 def _tensor_quant(detail: dict) -> tuple[float, int] | None:
     scale, zero_point = detail["quantization"]
     return None if detail["dtype"] == np.float32 else (float(scale), int(zero_point))
@@ -264,10 +306,11 @@ class SegModel:
     the output parameters) is worked out once here, outside the camera loop.
     """
 
-    def __init__(self, interpreter, path: Path, labels: Labels) -> None:
+    def __init__(self, interpreter, path: Path, labels: Labels, device: str = "cpu") -> None:
         self.interpreter = interpreter
         self.path = path
         self.labels = labels
+        self.device = device
         inp = interpreter.get_input_details()
         out = interpreter.get_output_details()
         if len(inp) != 1 or len(out) != 1:
@@ -286,14 +329,19 @@ class SegModel:
         self.input_lut = None if in_quant is None else input_lut(self.input_dtype, *in_quant)
         self._in_index = inp["index"]
         self._out_index = out["index"]
+        self._buffer = np.empty((1, *self.input_size, 3), self.input_dtype)
         check_labels(labels, self)
 
     @property
     def precision(self) -> str:
         return self.input_dtype.name
 
+    @property
+    def runtime(self) -> str:
+        return litert()[2]
+
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
-        return preprocess(frame_bgr, self.input_size, self.input_lut)
+        return preprocess(frame_bgr, self.input_size, self.input_lut, out=self._buffer)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """Raw output ``[H, W, C]`` in the output tensor's own dtype."""
@@ -327,9 +375,21 @@ def load_model(
     threads: int | None = None,
     edgetpu: bool = False,
     delegate: str | None = None,
-) -> SegModel:
-    """Load a ``.tflite`` model (a file, a model folder, or the default) and its labels."""
+    provider: str = "auto",
+    engine_cache: str | Path | None = None,
+):
+    """Load a ``.tflite`` or ``.onnx`` model (a file, a model folder, or the default) and its
+    labels; ``provider`` and ``engine_cache`` are for ONNX Runtime."""
     model_path = resolve_model_path(path, edgetpu, delegate)
+    if model_path.suffix.lower() == ".onnx":
+        if edgetpu or delegate is not None:
+            raise DemoError(
+                f"--model {model_path}: an ONNX model runs on ONNX Runtime; --edgetpu and "
+                "--delegate are for .tflite models"
+            )
+        from edge_demo.onnx_runtime import load_onnx_model
+
+        return load_onnx_model(model_path, labels, threads, provider, engine_cache)
     content = model_path.read_bytes()
     if content[4:8] != b"TFL3":
         raise DemoError(f"--model {model_path}: not a TFLite flatbuffer (no TFL3 identifier)")
@@ -358,4 +418,5 @@ def load_model(
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise DemoError(f"--model {model_path}: TFLite cannot load it: {e}") from None
-    return SegModel(interpreter, model_path, label_set)
+    device = "edgetpu" if edgetpu else f"{threads} threads"
+    return SegModel(interpreter, model_path, label_set, device)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -142,3 +145,47 @@ class Window:
 
     def close(self) -> None:
         cv2.destroyWindow(self.title)
+
+
+class ThreadedSink:
+    """Writes to ``sink`` in a background thread with a one-frame queue.
+
+    Encoding and disk writes overlap the next frame's capture and inference; a writer that falls
+    behind holds the loop back by at most one frame instead of piling frames up in memory. The
+    time of each write goes to ``times_ms``; an error in the thread is raised by the next
+    :meth:`write` or by :meth:`finish`.
+    """
+
+    def __init__(self, sink: FrameSink, times_ms: list[float] | None = None) -> None:
+        self.sink = sink
+        self.times_ms = [] if times_ms is None else times_ms
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # keep draining so that the loop never blocks on a dead writer
+            start = time.perf_counter()
+            try:
+                self.sink.write(frame)
+            except BaseException as e:  # handed to the loop's thread
+                self._error = e
+            self.times_ms.append(1e3 * (time.perf_counter() - start))
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def write(self, frame: np.ndarray) -> None:
+        self._raise()
+        self._queue.put(frame)
+
+    def finish(self) -> None:
+        """Write what is queued and stop the thread (the wrapped sink stays open)."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()

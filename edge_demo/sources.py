@@ -8,9 +8,11 @@ latency. Files are read frame by frame with no drops, so a run over a file is re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import logging
+import queue
 import re
 import threading
 import time
@@ -228,3 +230,46 @@ def open_source(spec: str, reconnect: int = 3) -> FrameSource:
         return LiveSource(opener, name, reconnect)
     except DemoError as e:
         raise DemoError(f"{e}{_open_hint(kind, spec)}") from None
+
+
+class ReadAhead:
+    """Reads a file source one frame ahead in a thread, so that decoding the next frame overlaps
+    the loop's work on this one; every frame comes, in order (a live source has its own thread).
+    The time of each read goes to ``times_ms``; an error in the thread is raised by :meth:`read`.
+    """
+
+    def __init__(self, source: FrameSource, times_ms: list[float] | None = None) -> None:
+        self.source = source
+        self.times_ms = [] if times_ms is None else times_ms
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def __getattr__(self, name: str):  # name, fps, dropped, end_reason: the source's
+        return getattr(self.source, name)
+
+    def _run(self) -> None:
+        item: np.ndarray | BaseException | None = np.empty(0)
+        while item is not None and not isinstance(item, BaseException) and not self._stopping:
+            start = time.perf_counter()
+            try:
+                item = self.source.read()
+            except BaseException as e:  # handed to the loop's thread
+                item = e
+            self.times_ms.append(1e3 * (time.perf_counter() - start))
+            self._queue.put(item)
+
+    def read(self) -> np.ndarray | None:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """Stop reading ahead (the source stays open for its owner to close)."""
+        self._stopping = True
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.01)  # unblock a pending put
+        self._thread.join()

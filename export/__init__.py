@@ -1,4 +1,5 @@
-"""Export of trained segnet-tf models: SavedModel, and TFLite with unpooling lowered to builtin ops.
+"""Export of trained segnet-tf models: SavedModel, and TFLite and ONNX with unpooling lowered to
+builtin ops.
 
 Installed as ``segnet_tf.export`` from the repository's ``export/`` folder. ``lowering`` swaps the
 builtin-op twins of the argmax layers (both in :mod:`segnet_tf.layers`) into a trained network;

@@ -11,6 +11,7 @@ EXAMPLE = """
 \b
 Examples:
   segnet-tf export --model runs/camvid/best.keras --out exported --int8
+  segnet-tf export --model runs/camvid/best.keras --out jetson --int8 --onnx
   segnet-tf export --model runs/camvid/best.keras --out coral --target edgetpu \\
       --calib-data ../camvid --calib-samples 300
   segnet-tf export --model runs/bayes/best.keras --out bayes --int8 --mc-samples 8
@@ -34,6 +35,12 @@ Artifacts: saved_model/, labels.json, report.json and
     help="Also write model_int8.tflite, full-integer (implied by --target edgetpu).",
 )
 @click.option("--fp16", is_flag=True, help="Also write model_fp16.tflite (float16 weights).")
+@click.option(
+    "--onnx",
+    "onnx",
+    is_flag=True,
+    help="Also write model.onnx (float32, batch 1) for TensorRT / ONNX Runtime on a GPU.",
+)
 @click.option(
     "--target",
     type=click.Choice(TARGETS),
@@ -81,6 +88,7 @@ def export_command(
     out,
     int8,
     fp16,
+    onnx,
     target,
     calib_data,
     calib_samples,
@@ -90,12 +98,14 @@ def export_command(
     seed,
     equalize,
 ):
-    """Export a trained model to SavedModel and TFLite (builtin ops only), with a parity report."""
+    """Export a trained model to SavedModel, TFLite (builtin ops only) and ONNX, with a parity
+    report."""
     options = ExportOptions(
         model=model,
         out=out,
         int8=int8,
         fp16=fp16,
+        onnx=onnx,
         target=target,
         calib_data=calib_data,
         calib_samples=calib_samples,

@@ -41,6 +41,7 @@ from segnet_tf.export.montecarlo import (
     reference_model,
     sample_mean_model,
 )
+from segnet_tf.export.onnx import OnnxExportError
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
 
@@ -63,6 +64,7 @@ class Format:
     description: str
     gain: float = STEP_GAIN  # of the step comparison (see segnet_tf.export.lowering)
     monte_carlo: bool = False  # N fixed dropout masks, mean probabilities (export/montecarlo.py)
+    runtime: str = "tflite"  # tflite | onnx: which converter builds it and what checks parity
 
 
 FORMATS: dict[str, Format] = {
@@ -98,6 +100,15 @@ FORMATS: dict[str, Format] = {
             "the same, full int8 (--mc-samples N with --int8)",
             monte_carlo=True,
         ),
+        # exact: Equal/Where hold in TensorRT's FP16 mode, where the 2^126 step gain overflows
+        Format(
+            "onnx",
+            "model.onnx",
+            "float32",
+            "exact",
+            "float32 ONNX (TensorRT, ONNX Runtime: Jetson GPU)",
+            runtime="onnx",
+        ),
     )
 }
 TARGETS = ("cpu", "edgetpu")
@@ -113,6 +124,7 @@ class ExportOptions:
     out: Path
     int8: bool | None = None  # None: int8 only when the target needs it
     fp16: bool = False
+    onnx: bool = False
     target: str = "cpu"
     calib_data: Path | None = None
     calib_samples: int = 200
@@ -123,7 +135,7 @@ class ExportOptions:
     mc_samples: int = 0  # > 0: also the Monte Carlo dropout model(s) with this many masks
 
     def formats(self) -> list[Format]:
-        """The TFLite artifacts these options ask for; rejects combinations that make no sense."""
+        """The artifacts these options ask for; rejects combinations that make no sense."""
         if self.target not in TARGETS:
             raise ExportError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.target == "edgetpu" and self.int8 is False:
@@ -145,7 +157,19 @@ class ExportOptions:
             names.append("edgetpu")
         if self.mc_samples:  # on the CPU: TILE and the N-sample batch are not Edge TPU work
             names += ["mc", "mc-int8"] if "int8" in names else ["mc"]
+        if self.onnx:
+            _require_onnx()
+            names.append("onnx")
         return [FORMATS[n] for n in names]
+
+
+def _require_onnx() -> None:
+    from segnet_tf.export.onnx import require_onnx
+
+    try:
+        require_onnx()
+    except OnnxExportError as e:
+        raise ExportError(f"--onnx: {e}") from None
 
 
 @dataclass
@@ -277,7 +301,7 @@ def _build_all(model, formats, calib, staging: Path, options, log, masks=None) -
     lowered_dirs: dict[tuple[str, float, bool, bool], Path] = {}
     peaks = activation_peaks(model, calib) if calib is not None and options.equalize else None
     with tempfile.TemporaryDirectory(dir=staging.parent) as tmp:
-        for fmt in formats:
+        for fmt in (f for f in formats if f.runtime == "tflite"):
             start = time.perf_counter()
             int8 = fmt.precision == "int8"
             # the int8 step gain assumes equalized [0, 6] activations; without them, compare exactly
@@ -320,7 +344,40 @@ def _build_all(model, formats, calib, staging: Path, options, log, masks=None) -
                 f"wrote {fmt.filename}: {len(content) / 1e6:.2f} MB, {sum(info.ops.values())} ops, "
                 f"{artifact.seconds_to_build:.1f} s"
             )
+    for fmt in (f for f in formats if f.runtime == "onnx"):
+        report["artifacts"][fmt.name] = asdict(_build_onnx(model, fmt, staging, log))
     return report
+
+
+def _build_onnx(model, fmt: Format, staging: Path, log) -> Artifact:
+    """tf2onnx of the lowered network, checked against TensorRT's ONNX parser."""
+    from segnet_tf.export import onnx as onnx_export
+
+    start = time.perf_counter()
+    lowered = lower_model(model, fmt.lowering, batch_size=1)
+    try:
+        content, info = onnx_export.build(lowered, staging / fmt.filename)
+    except OnnxExportError as e:
+        raise ExportError(str(e)) from e
+    artifact = Artifact(
+        fmt.filename,
+        len(content),
+        info.ops,
+        info.tensor_types,
+        round(time.perf_counter() - start, 2),
+        extra={
+            "opset": info.opset,
+            "input_shape": list(info.input_shape),
+            "output_shape": list(info.output_shape),
+            "tensorrt_parser": f"every op on onnx-tensorrt's list for TensorRT "
+            f"{onnx_export.TENSORRT_VERSION}",
+        },
+    )
+    log(
+        f"wrote {fmt.filename}: {len(content) / 1e6:.2f} MB, {sum(info.ops.values())} ops, "
+        f"{artifact.seconds_to_build:.1f} s"
+    )
+    return artifact
 
 
 def _check(fmt: Format, info) -> None:
@@ -383,7 +440,7 @@ def _parity(
     for name, artifact in report["artifacts"].items():
         if name == "saved_model":
             continue
-        runner = TFLiteModel((staging / artifact["file"]).read_bytes(), num_threads=threads)
+        runner = _runner(name, (staging / artifact["file"]).read_bytes(), threads)
         runner(images[0])  # warm-up: first invoke allocates and packs weights
         outs = [runner.timed(image) for image in images]
         maps = np.stack([np.argmax(o, -1) for o, _ in outs])
@@ -402,6 +459,8 @@ def _parity(
         }
         if monte_carlo:
             entry["max_abs_diff"] = float(np.abs(np.stack([o for o, _ in outs]) - mc_probs).max())
+        if FORMATS[name].runtime == "onnx":
+            entry.update(_float16_parity(staging / artifact["file"], images, maps, threads))
         artifact["parity"] = entry
         result["models"][name] = entry
         log(
@@ -409,6 +468,30 @@ def _parity(
             f"mIoU {100 * m:.2f} ({reference} {100 * result[f'{reference}_miou']:.2f})"
         )
     return result
+
+
+def _runner(name: str, content: bytes, threads: int):
+    """What runs an artifact on this machine: LiteRT, or ONNX Runtime on the CPU."""
+    if FORMATS[name].runtime == "onnx":
+        from segnet_tf.export.onnx import OnnxModel
+
+        return OnnxModel(content, num_threads=threads)
+    return TFLiteModel(content, num_threads=threads)
+
+
+def _float16_parity(path: Path, images: np.ndarray, float_maps: np.ndarray, threads: int) -> dict:
+    """Class maps of the graph computed in float16 (as TensorRT --fp16 stores tensors) against
+    the float32 ones: no TensorRT here, so this is the evidence that the model survives FP16."""
+    import onnx
+    from segnet_tf.export.onnx import OnnxModel, float16_copy, runtime_name
+
+    half = OnnxModel(float16_copy(onnx.load(path)).SerializeToString(), num_threads=threads)
+    outs = np.stack([half(image) for image in images])
+    return {
+        "runtime": runtime_name(),
+        "float16_pixel_agreement": float(np.mean(np.argmax(outs, -1) == float_maps)),
+        "float16_finite": bool(np.isfinite(outs).all()),
+    }
 
 
 def format_report(report: dict) -> str:

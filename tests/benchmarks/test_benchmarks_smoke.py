@@ -48,7 +48,8 @@ def test_script_smoke_run_writes_every_table(tmp_path):
         sys.executable, "-m", "benchmarks.run", "--models", "segnet-lite",
         "--size", "64x96", "--reps", "2", "--train-reps", "2", "--precisions", "float32,int8",
         "--sections", "inference,training,edge,serve,scaling,gpu", "--scaling-sizes", "64x96",
-        "--edge-frames", "3", "--serve-rounds", "1", "--calib-images", "2", "--no-rss",
+        "--edge-frames", "3", "--edge-views", "overlay", "--serve-rounds", "1",
+        "--calib-images", "2", "--no-rss",
         "--no-torch",
         "--json", str(out), "--markdown", str(tmp_path / "result.md"),
     ]  # fmt: skip
@@ -72,6 +73,8 @@ def test_script_smoke_run_writes_every_table(tmp_path):
         assert onnx["error"].startswith("not installed")
     else:
         assert onnx["error"] is None and onnx["argmax_agreement"] > 0.99
+    ours = rows["ONNX Runtime (model.onnx)"]  # the lowered network, as TensorRT takes it
+    assert ours["error"] is None and ours["argmax_agreement"] > 0.99
     assert set(table["lowering_overhead"]) == {"float32", "int8"}
     # 2 x 3x3 convs per block, a conv at 64x96 with 16->16 channels alone is 2*64*96*16*9*16 FLOPs
     assert table["forward_gflop"] > 2 * 64 * 96 * 16 * 9 * 16 / 1e9
@@ -86,8 +89,9 @@ def test_script_smoke_run_writes_every_table(tmp_path):
     assert grad["lowered"]["identical_gradients"] == grad["lowered"]["gradients"]
 
     (edge,) = result["edge"]
-    assert [r["precision"] for r in edge["rows"]] == ["float32", "int8"]
+    assert [r["precision"] for r in edge["rows"]] == ["float32", "int8", "onnx"]
     assert all(r["fps_median"] > 0 and r["frames"] == 3 for r in edge["rows"])
+    assert all(0 <= r["outside_inference"] < 1 and r["view"] == "overlay" for r in edge["rows"])
     serve = result["serve"]
     assert [r["viewers"] for r in serve["rows"]] == [None, 0, 3]
     assert all(r["fps_median"] > 0 and r["frames"] == 3 for r in serve["rows"])
