@@ -24,6 +24,7 @@ from segnet_tf.data import Dataset, dataset_stats, make_dataset
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.metrics import miou_metric
 from segnet_tf.models import build_model, transfer_weights
+from segnet_tf.models.registry import check_decoder
 from segnet_tf.runs import (
     FRESH_STATE,
     atomic_save_model,
@@ -52,7 +53,8 @@ class TrainConfig:
     ``synthetic_val`` of them). ``input_size`` None means 96x128 for synthetic data and the paper's
     360x480 otherwise. ``batch_size`` is global (split across replicas). ``class_weights`` is
     ``median``, ``none`` or a file of weights. ``mixed_precision`` None turns it on when a GPU is
-    present. With ``resume`` every option comes from the run's own ``config.json``.
+    present. ``decoder`` is one of the preset's decoders (:mod:`segnet_tf.models.decoders`). With
+    ``resume`` every option comes from the run's own ``config.json``.
     """
 
     out: str
@@ -70,6 +72,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     width: float | None = None
+    decoder: str = "indices"
     augment: bool = True
     mixed_precision: bool | None = None
     synthetic_train: int = 320
@@ -191,6 +194,7 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
         )
     if config.strategy not in STRATEGIES:
         raise ValueError(f"--strategy {config.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    check_decoder(config.model, config.decoder)
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError(
             f"--epochs and --batch-size must be >= 1, got {config.epochs}, {config.batch_size}"
@@ -410,7 +414,8 @@ def _use_mixed_precision(config: TrainConfig) -> bool:
 
 
 def _model_overrides(config: TrainConfig) -> dict:
-    return {} if config.width is None else {"width": config.width}
+    overrides = {"decoder": config.decoder}
+    return overrides if config.width is None else {**overrides, "width": config.width}
 
 
 def _compiled_model(
