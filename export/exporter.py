@@ -230,9 +230,11 @@ def load_segnet(path: Path) -> keras.Model:
         model = load_model(path)
     except (FileNotFoundError, ValueError) as e:
         raise ExportError(str(e)) from e
-    if not any(isinstance(layer, MaxPoolingWithArgmax2D) for layer in model.layers):
+    pools = (MaxPoolingWithArgmax2D, keras.layers.MaxPooling2D)  # any decoder's encoder
+    if not any(isinstance(layer, pools) and layer.name == "block1_pool" for layer in model.layers):
         raise ExportError(
-            f"model {str(path)!r} is not a segnet-tf model: it has no MaxPoolingWithArgmax2D layer"
+            f"model {str(path)!r} is not a segnet-tf model: it has no SegNet encoder "
+            "(pooling layer 'block1_pool')"
         )
     return model
 

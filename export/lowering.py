@@ -36,6 +36,7 @@ from segnet_tf.layers import (
     MaxUnpooling2D,
     MonteCarloDropout,
 )
+from segnet_tf.models.decoders import CropToMatch
 
 
 def lower_model(
@@ -104,20 +105,80 @@ def rebuild(
     return clone
 
 
-def relu_chain(model: keras.Model) -> list[tuple[str, str, str]]:
-    """``(batch_norm, relu, next_conv)`` names along SegNet's chain of convolutions.
+# Layers that commute with a positive per-channel scale of their first input (max pooling and its
+# switches, unpooling, cropping, bilinear upsampling, dropout); their other inputs only say where
+# or how big (indices, masks, reference shapes).
+SCALE_COMMUTING = (
+    MaxPoolingWithArgmax2D,
+    MaxPoolingWithMask2D,
+    MaxUnpooling2D,
+    MaskedUnpooling2D,
+    CropToMatch,
+    MonteCarloDropout,
+    keras.layers.MaxPooling2D,
+    keras.layers.UpSampling2D,
+    keras.layers.Dropout,
+    keras.layers.Identity,
+)
+# Layers that can undo a scale of their input channels in their kernel.
+COMPENSATING = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose)
 
-    Between one convolution and the next there are only per-channel positive-homogeneous steps
-    (ReLU, max pooling, its argmax, unpooling), so a channel scale can move across them.
+
+def relu_chain(model: keras.Model) -> list[tuple[str, str, tuple[tuple[str, int], ...]]]:
+    """``(batch_norm, relu, ((conv, first_channel), ...))`` for every ReLU after a batch norm whose
+    output reaches only convolutions, the channels it feeds starting at ``first_channel``.
+
+    On the way there may be only per-channel positive-homogeneous steps (:data:`SCALE_COMMUTING`)
+    and concatenations (which shift the channels), so a channel scale can move across them. A ReLU
+    that anything else reads (the sums of SegNet-Basic-EncoderAddition or FCN-NoDimReduction, a
+    model output) is left out: its scale could not be undone.
     """
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    names = {layer.name for layer in model.layers}
+    readers: dict[int, list[tuple[keras.layers.Layer, int]]] = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.InputLayer):
+            for position, tensor in enumerate(keras.tree.flatten(layer.input)):
+                readers.setdefault(id(tensor), []).append((layer, position))
+    outputs = {id(t) for t in model.outputs}
     chain = []
-    for conv, following in zip(convs, convs[1:], strict=False):
-        bn, relu = f"{conv.name}_bn", f"{conv.name}_relu"
-        if bn in names and relu in names:
-            chain.append((bn, relu, following.name))
+    for layer in model.layers:
+        if not is_relu(layer):
+            continue
+        source = layer.input._keras_history.operation
+        if isinstance(source, keras.layers.BatchNormalization):
+            convs = compensating_convs(layer.output, readers, outputs)
+            if convs:
+                chain.append((source.name, layer.name, convs))
     return chain
+
+
+def is_relu(layer: keras.layers.Layer) -> bool:
+    """A ReLU layer, or the ReLU6 that :func:`equalize_activations` made of one."""
+    activation = getattr(layer, "activation", None)
+    relus = (keras.activations.relu, keras.activations.relu6)
+    return isinstance(layer, keras.layers.Activation) and activation in relus
+
+
+def compensating_convs(tensor, readers: dict, outputs: set[int]) -> tuple[tuple[str, int], ...]:
+    """The convolutions (and first channel) that read ``tensor``'s channels through scale-commuting
+    steps; empty when some other layer, or the model's output, reads them."""
+    found: list[tuple[str, int]] = []
+    frontier = [(tensor, 0)]
+    while frontier:
+        current, offset = frontier.pop()
+        if id(current) in outputs:
+            return ()
+        for layer, position in readers.get(id(current), []):
+            if isinstance(layer, SCALE_COMMUTING):
+                if position == 0:
+                    frontier.append((keras.tree.flatten(layer.output)[0], offset))
+            elif isinstance(layer, keras.layers.Concatenate) and layer.axis in (-1, 3):
+                before = keras.tree.flatten(layer.input)[:position]
+                frontier.append((layer.output, offset + sum(t.shape[-1] for t in before)))
+            elif isinstance(layer, COMPENSATING):
+                found.append((layer.name, offset))
+            else:
+                return ()
+    return tuple(found)
 
 
 def activation_peaks(
@@ -125,12 +186,14 @@ def activation_peaks(
 ) -> dict[str, np.ndarray]:
     """Per-channel maximum of every ReLU output of the chain over ``images``."""
     relus = [relu for _, relu, _ in relu_chain(model)]
+    if not relus:
+        return {}
     probe = keras.Model(
         model.inputs,
-        [keras.ops.max(model.get_layer(r).output, axis=(1, 2)) for r in relus],
+        {r: keras.ops.max(model.get_layer(r).output, axis=(1, 2)) for r in relus},
     )
     outputs = probe.predict(images, batch_size=batch_size, verbose=0)
-    return {r: np.max(out, axis=0) for r, out in zip(relus, outputs, strict=True)}
+    return {r: np.max(outputs[r], axis=0) for r in relus}
 
 
 def equalize_activations(model: keras.Model, peaks: dict[str, np.ndarray]) -> None:
@@ -145,7 +208,7 @@ def equalize_activations(model: keras.Model, peaks: dict[str, np.ndarray]) -> No
     was on the calibration range; the ReLU becomes a ReLU6, which fuses into the convolution
     and pins its int8 range to exactly [0, 6].
     """
-    for bn_name, relu_name, conv_name in relu_chain(model):
+    for bn_name, relu_name, convs in relu_chain(model):
         peak = peaks[relu_name]
         scale = np.where(peak > 0, ACTIVATION_RANGE / np.maximum(peak, 1e-12), 1.0)
         scale = scale.astype(np.float32)
@@ -153,7 +216,18 @@ def equalize_activations(model: keras.Model, peaks: dict[str, np.ndarray]) -> No
         gamma, beta, mean, var = bn.get_weights()
         bn.set_weights([gamma * scale, beta * scale, mean, var])
         model.get_layer(relu_name).activation = keras.activations.relu6
-        conv = model.get_layer(conv_name)
-        weights = conv.get_weights()
-        weights[0] = weights[0] / scale[None, None, :, None]
-        conv.set_weights(weights)
+        for conv_name, first in convs:
+            divide_input_channels(model.get_layer(conv_name), scale, first)
+
+
+def divide_input_channels(conv: keras.layers.Layer, scale: np.ndarray, first: int) -> None:
+    """Divide the kernel taps of input channels ``first ..`` by ``scale`` (undoing its scale)."""
+    weights = conv.get_weights()
+    # Conv2D and DepthwiseConv2D kernels are (h, w, in, ...); Conv2DTranspose's are (h, w, out, in)
+    axis = 3 if isinstance(conv, keras.layers.Conv2DTranspose) else 2
+    index = [slice(None)] * 4
+    index[axis] = slice(first, first + scale.size)
+    shape = [1] * 4
+    shape[axis] = scale.size
+    weights[0][tuple(index)] /= scale.reshape(shape)
+    conv.set_weights(weights)

@@ -193,6 +193,12 @@ def cli() -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Width multiplier overriding the preset's (e.g. 0.5).",
 )
+@click.option(
+    "--decoder",
+    default="indices",
+    show_default=True,
+    help="Decoder of the paper's study (see `segnet-tf models --decoders`), e.g. fcn, bilinear.",
+)
 def train_command(
     data,
     model_name,
@@ -212,6 +218,7 @@ def train_command(
     lr,
     seed,
     width,
+    decoder,
 ) -> None:
     """Train a model; the run directory gets config.json, best.keras, last.keras, history.csv
     and tensorboard/.
@@ -222,6 +229,8 @@ def train_command(
       segnet-tf train --data ../shared/camvid --model segnet --input-size 360x480 \\
           --epochs 100 --out runs/camvid
       segnet-tf train --out runs/camvid --resume         # after a kill or Ctrl-C
+      segnet-tf train --data ../shared/camvid --model segnet-basic --decoder fcn \\
+          --input-size 180x240 --out runs/fcn            # a decoder of the paper's study
       segnet-tf train --data my_roads --init-weights models/segnet-lite-camvid/model.keras \\
           --input-size 180x240 --epochs 20 --out runs/mine   # fine-tune the shipped model
     """
@@ -244,6 +253,7 @@ def train_command(
         seed=seed,
         lr=lr,
         width=width,
+        decoder=decoder,
     )
     if resume:
         click.echo(f"resuming {out} with the options in its config.json")
@@ -536,16 +546,58 @@ def split(root, out, by_drive, holdout, splits, pattern) -> None:
 
 
 @cli.command("models")
-def models_command() -> None:
-    """List the model presets with their parameter counts.
+@click.option(
+    "--decoders",
+    "decoders",
+    is_flag=True,
+    help="Per (preset, decoder): parameters, the encoder memory the decoder keeps, and the "
+    "forward time and peak memory measured here at batch 1.",
+)
+@click.option(
+    "--model",
+    "model_names",
+    multiple=True,
+    help="With --decoders: only this preset (repeatable); default every preset with decoders.",
+)
+@click.option(
+    "--input-size",
+    callback=parse_size,
+    default="360x480",
+    show_default=True,
+    metavar="HxW",
+    help="With --decoders: the image size measured.",
+)
+@click.option(
+    "--reps",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="With --decoders: timed forward passes (0: no measurement, counts only).",
+)
+def models_command(decoders, model_names, input_size, reps) -> None:
+    """List the model presets with their parameter counts, or (--decoders) what each decoder of
+    the paper's study costs (see docs/decoders.md).
 
     \b
-    Example:
+    Examples:
       segnet-tf models
+      segnet-tf models --decoders --model segnet-basic
     """
-    for name, preset in PRESETS.items():
-        params = build_model(name, (None, None, 3)).count_params()
-        click.echo(f"{name:<16} {params / 1e6:6.2f} M  {preset.description}")
+    if not decoders:
+        for name, preset in PRESETS.items():
+            params = build_model(name, (None, None, 3)).count_params()
+            click.echo(f"{name:<16} {params / 1e6:6.2f} M  {preset.description}")
+        return
+    from segnet_tf.models.costs import COST_HEADER, decoder_costs, format_cost
+
+    click.echo(
+        f"per {input_size[0]}x{input_size[1]} image, batch 1; kept: encoder output the decoder "
+        "holds (2-bit switches, float32 maps); ms: median of "
+        f"{reps} graph-mode passes; peak: resident-set growth during one pass"
+    )
+    click.echo(COST_HEADER)
+    for cost in decoder_costs(model_names or None, input_size, reps=max(reps, 1), measure=reps > 0):
+        click.echo(format_cost(cost))
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from segnet_tf.data.pipeline import resolve_augmentation
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.metrics import miou_metric
 from segnet_tf.models import build_model, transfer_weights
+from segnet_tf.models.registry import check_decoder
 from segnet_tf.runs import (
     FRESH_STATE,
     atomic_save_model,
@@ -56,8 +57,9 @@ class TrainConfig:
     a name in :data:`segnet_tf.data.pipeline.AUGMENTATIONS`; ``dropout`` adds Bayesian SegNet's
     dropout to the deepest stages. ``batch_size`` is global (split across replicas).
     ``class_weights`` is ``median``, ``sqrt-median``, ``none`` or a file of weights.
-    ``mixed_precision`` None turns it on when a GPU is present. With ``resume`` every option comes
-    from the run's own ``config.json``.
+    ``mixed_precision`` None turns it on when a GPU is present. ``decoder`` is one of the preset's
+    decoders (:mod:`segnet_tf.models.decoders`). With ``resume`` every option comes from the run's
+    own ``config.json``.
     """
 
     out: str
@@ -75,6 +77,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     width: float | None = None
+    decoder: str = "indices"
     augment: str = "default"
     crop_size: tuple[int, int] | None = None
     dropout: bool = False
@@ -209,6 +212,7 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
         )
     if config.strategy not in STRATEGIES:
         raise ValueError(f"--strategy {config.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    check_decoder(config.model, config.decoder)
     if resolve_augmentation(config.augment) is None and config.crop_size is not None:
         raise ValueError("--crop takes random crops: it needs augmentation (not --augment none)")
     if config.epochs < 1 or config.batch_size < 1:
@@ -430,7 +434,9 @@ def _use_mixed_precision(config: TrainConfig) -> bool:
 
 
 def _model_overrides(config: TrainConfig) -> dict:
-    overrides = {} if config.width is None else {"width": config.width}
+    overrides = {"decoder": config.decoder}
+    if config.width is not None:
+        overrides["width"] = config.width
     return {**overrides, "bayesian": True} if config.dropout else overrides
 
 

@@ -4,7 +4,8 @@ Paper sections: SegNet (Badrinarayanan et al., TPAMI 2017, section 3): the 13 co
 each conv + batch norm + ReLU, five 2x2 argmax poolings, and a mirrored decoder whose unpoolings
 reuse the stored indices. SegNet-Basic (section 4.1): four encoder and four decoder stages of 64 7x7
 filters, no ReLU in the decoder. Bayesian SegNet (Kendall et al., BMVC 2017): dropout 0.5 after the
-three deepest encoder and decoder stages, sampled at test time.
+three deepest encoder and decoder stages, sampled at test time. The other decoders of the paper's
+study (Table 1) build on the same encoder: :mod:`segnet_tf.models.decoders`.
 
 Every model takes raw RGB pixels (0..255) and normalises inside, so an exported model needs no
 preprocessing, and outputs per-pixel class logits.
@@ -13,6 +14,8 @@ preprocessing, and outputs per-pixel class logits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import keras
 
@@ -91,15 +94,27 @@ def conv_bn_relu(x, filters: int, kernel_size: int, name: str, activation: str |
     return x
 
 
-def encoder(x, stages, kernel_size: int, dropout_from: int | None = None):
-    """VGG-style encoder: the bottleneck and, per stage, (pre-pool tensor, argmax indices)."""
+class EncoderStage(NamedTuple):
+    """What one encoder stage offers its decoder: the map it pooled, the pooled map, and the
+    argmax indices (None when the encoder pools without them: decoders that do not unpool)."""
+
+    features: keras.KerasTensor
+    pooled: keras.KerasTensor
+    indices: keras.KerasTensor | None
+
+
+def encoder(x, stages, kernel_size: int, dropout_from: int | None = None, argmax: bool = True):
+    """VGG-style encoder: the bottleneck and an :class:`EncoderStage` per stage (first first)."""
     switches = []
     for s, widths in enumerate(stages, start=1):
         for c, filters in enumerate(widths, start=1):
             x = conv_bn_relu(x, filters, kernel_size, name=f"block{s}_conv{c}")
         pre_pool = x
-        x, indices = MaxPoolingWithArgmax2D(name=f"block{s}_pool")(x)
-        switches.append((pre_pool, indices))
+        if argmax:
+            x, indices = MaxPoolingWithArgmax2D(name=f"block{s}_pool")(x)
+        else:
+            x, indices = keras.layers.MaxPooling2D(padding="same", name=f"block{s}_pool")(x), None
+        switches.append(EncoderStage(pre_pool, x, indices))
         if dropout_from is not None and s >= dropout_from:
             x = MonteCarloDropout(0.5, name=f"block{s}_dropout")(x)
     return x, switches
@@ -110,7 +125,7 @@ def decoder(x, switches, stages, kernel_size: int, activation: str | None, dropo
     num = len(stages)
     for i, widths in enumerate(stages):
         s = num - i
-        pre_pool, indices = switches[s - 1]
+        pre_pool, _, indices = switches[s - 1]
         x = MaxUnpooling2D(name=f"decoder{s}_unpool")([x, indices, pre_pool])
         for c, filters in enumerate(widths, start=1):
             x = conv_bn_relu(
@@ -119,6 +134,30 @@ def decoder(x, switches, stages, kernel_size: int, activation: str | None, dropo
         if dropout_to is not None and s >= dropout_to:
             x = MonteCarloDropout(0.5, name=f"decoder{s}_dropout")(x)
     return x
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """What a decoder needs besides the encoder's tensors (see :mod:`segnet_tf.models.decoders`)."""
+
+    num_classes: int
+    stages: tuple[tuple[int, ...], ...]  # the encoder's widths, first stage first
+    kernel_size: int
+    activation: str | None
+    dropout_to: int | None  # Monte Carlo dropout after decoder stages >= this (Bayesian SegNet)
+
+
+def segnet_decoder(x, switches, spec: DecoderSpec):
+    """SegNet's decoder (index unpooling, then convolutions) and the 1x1 classifier: the logits."""
+    x = decoder(
+        x,
+        switches,
+        decoder_stages(spec.stages),
+        spec.kernel_size,
+        spec.activation,
+        spec.dropout_to,
+    )
+    return keras.layers.Conv2D(spec.num_classes, 1, name="classifier", dtype="float32")(x)
 
 
 def build_segnet(
@@ -130,9 +169,14 @@ def build_segnet(
     kernel_size: int = 3,
     decoder_activation: str | None = "relu",
     bayesian: bool = False,
+    decoder: str = "indices",
     name: str = "segnet",
 ) -> keras.Model:
-    """Build a SegNet-family model (see module docstring); ``width`` scales every stage."""
+    """Build a SegNet-family model (see module docstring); ``width`` scales every stage and
+    ``decoder`` names a decoder of :data:`segnet_tf.models.decoders.DECODERS`."""
+    from segnet_tf.models.decoders import get_decoder  # the variants build on this module
+
+    variant = get_decoder(decoder)
     stages = scale_stages(stages, width) if width != 1.0 else tuple(tuple(s) for s in stages)
     check_input_shape(input_shape, len(stages), name)
     if num_classes < 1:
@@ -143,7 +187,9 @@ def build_segnet(
     x = keras.layers.Normalization(
         mean=IMAGENET_MEAN, variance=[s**2 for s in IMAGENET_STD], name="normalize"
     )(inputs)
-    x, switches = encoder(x, stages, kernel_size, dropout_from=dropout_at)
-    x = decoder(x, switches, decoder_stages(stages), kernel_size, decoder_activation, dropout_at)
-    logits = keras.layers.Conv2D(num_classes, 1, name="classifier", dtype="float32")(x)
+    x, switches = encoder(
+        x, stages, kernel_size, dropout_from=dropout_at, argmax=variant.uses_indices
+    )
+    spec = DecoderSpec(num_classes, stages, kernel_size, decoder_activation, dropout_at)
+    logits = variant.build(x, switches, spec)
     return keras.Model(inputs, logits, name=name)

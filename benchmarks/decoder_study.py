@@ -1,0 +1,404 @@
+r"""The SegNet paper's decoder study (Table 1), rerun: every SegNet-Basic decoder trained with one
+recipe on CamVid, scored with G / C / mIoU / BF, beside what each costs (parameters, the encoder
+memory it keeps, forward time) and the paper's own figures in a separate, labelled column.
+
+Each variant trains through :func:`segnet_tf.training.train` (the code ``segnet-tf train`` runs)
+into ``OUT/<decoder>/``, a run folder like any other: ``--resume`` continues the unfinished ones
+and skips the finished, so a killed study loses at most an epoch. Scores come from the run's
+``best.keras`` (selected on val) on the test split when the dataset has one, else on val.
+
+Our numbers are not the paper's: it trains at 360x480 until convergence and scores on CamVid's
+233 test images; the default here is a reduced size and epoch count that fits a 2-core CPU (see
+docs/decoders.md), so only comparisons between our own rows mean something.
+
+Run from the repository root:
+    python -m benchmarks.decoder_study --data ../shared/camvid --out runs/decoder-study
+    python -m benchmarks.decoder_study --data ../shared/camvid --out runs/decoder-study --resume
+    # full scale (GPU): the paper's size
+    python -m benchmarks.decoder_study --data ../shared/camvid --out runs/decoder-study-full \
+        --input-size 360x480 --epochs 100 --batch-size 12
+    # smoke (a minute): 2 variants, 1 epoch, 32x32 synthetic scenes, everything under --out
+    python -m benchmarks.decoder_study --smoke --out /tmp/decoder-study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmarks.report import fmt, table
+from benchmarks.timing import environment
+from segnet_tf.data import open_dataset
+from segnet_tf.evaluation import evaluate
+from segnet_tf.models import build_model
+from segnet_tf.models.costs import measure_forward
+from segnet_tf.models.decoders import BASIC_DECODERS, DECODERS, TABLE_1, kept_bytes
+from segnet_tf.training import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = "segnet-basic"
+PAPER_SIZE = (360, 480)
+NUM_CLASSES = 11  # CamVid's, and the synthetic scenes' of the smoke run
+DEFAULTS = {"input_size": (120, 160), "epochs": 20, "batch_size": 8}
+SMOKE = {
+    "input_size": (32, 32),
+    "epochs": 1,
+    "batch_size": 4,
+    "synthetic_train": 8,
+    "synthetic_val": 4,
+}
+SMOKE_DECODERS = ("indices", "fcn")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 120x160")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_decoders(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in BASIC_DECODERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose from {', '.join(BASIC_DECODERS)} (comma-separated)"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.decoder_study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "camvid")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "decoder-study")
+    parser.add_argument("--decoders", type=parse_decoders, default=None)
+    parser.add_argument("--input-size", type=parse_size, default=None, help="default 120x160")
+    parser.add_argument("--epochs", type=int, default=None, help="default 20")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 8")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reps", type=int, default=3, help="timed forward passes per variant")
+    parser.add_argument("--resume", action="store_true", help="continue or skip existing runs")
+    parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (tests)")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--figure", type=Path, default=None)
+    return parser
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the defaults of a full run or a smoke run (outputs under ``--out`` for a smoke)."""
+    base = SMOKE if args.smoke else DEFAULTS
+    args.input_size = args.input_size or base["input_size"]
+    args.epochs = args.epochs or base["epochs"]
+    args.batch_size = args.batch_size or base["batch_size"]
+    args.decoders = args.decoders or (SMOKE_DECODERS if args.smoke else BASIC_DECODERS)
+    results = args.out if args.smoke else REPO / "benchmarks" / "results"
+    args.json = args.json or results / "decoder-study.json"
+    args.markdown = args.markdown or results / "decoder-study.md"
+    args.figure = args.figure or (args.out if args.smoke else REPO / "docs") / "decoder_study.png"
+    if args.smoke:
+        args.data, args.reps = None, min(args.reps, 1)
+    elif not args.data.is_dir():
+        raise SystemExit(f"--data {args.data}: no such dataset folder (CamVid: see README)")
+    return args
+
+
+def train_config(args: argparse.Namespace, decoder: str) -> TrainConfig:
+    """The one recipe every variant trains with (median-frequency class weights as the paper)."""
+    return TrainConfig(
+        out=str(args.out / decoder),
+        data=None if args.data is None else str(args.data),
+        model=PRESET,
+        decoder=decoder,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        class_weights="median",
+        lr=args.lr,
+        seed=args.seed,
+        **({k: SMOKE[k] for k in ("synthetic_train", "synthetic_val")} if args.smoke else {}),
+    )
+
+
+def run_variant(args: argparse.Namespace, decoder: str, split: str, log) -> dict:
+    """Train (or resume, or skip) one variant and score it; kept in ``OUT/<decoder>/study.json``."""
+    config = train_config(args, decoder)
+    run_dir = Path(config.out)
+    cache = run_dir / "study.json"
+    resume = args.resume and (run_dir / "config.json").is_file()
+    done = json.loads(cache.read_text()) if resume and cache.is_file() else {}
+    start = time.perf_counter()
+    log(f"{decoder}: {'resuming' if resume else 'training'} {run_dir}")
+    result = train(TrainConfig(out=config.out, resume=True) if resume else config, verbose=0)
+    seconds = done.get("train_seconds", 0.0) + time.perf_counter() - start
+    if done.get("epochs") == result.epochs and done.get("split") == split:
+        return done
+    model_path = result.best_path if result.best_path.is_file() else result.last_path
+    scores = evaluate(model_path, None, split=split, batch_size=args.batch_size)
+    row = {
+        "decoder": decoder,
+        "paper_name": DECODERS[decoder].paper_name,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(seconds, 1),
+        "split": split,
+        "model": str(model_path),
+        **{k: scores[k] for k in ("global_accuracy", "class_accuracy", "miou", "bf_score")},
+        "per_class_iou": scores["per_class_iou"],
+    }
+    cache.write_text(json.dumps(row, indent=2))
+    return row
+
+
+def costs(decoder: str, size: tuple[int, int], reps: int) -> dict:
+    """Parameters, kept encoder memory and forward time (batch 1) at ``size``."""
+    model = build_model(PRESET, (*size, 3), NUM_CLASSES, decoder=decoder)
+    ms, peak = measure_forward(model, size, reps) if reps > 0 else (None, None)
+    return {
+        "params": model.count_params(),
+        "kept_bytes": kept_bytes(model, decoder),
+        "forward_ms": ms,
+        "peak_mb": peak,
+    }
+
+
+def markdown(result: dict) -> str:
+    s, env = result["settings"], result["environment"]
+    size = "x".join(map(str, s["cost_size"]))
+    header = [
+        "decoder",
+        "paper name",
+        "params M",
+        f"kept MB ({size})",
+        "ms (this machine)",
+        "G",
+        "C",
+        "mIoU",
+        "BF",
+        "paper: params M",
+        "paper: storage x",
+        "paper: G",
+        "paper: C",
+        "paper: mIoU",
+        "paper: BF",
+    ]
+    rows = []
+    for r in result["rows"]:
+        p = result["paper"].get(r["decoder"]) or {}
+        rows.append(
+            [
+                f"`{r['decoder']}`",
+                r["paper_name"],
+                fmt(r["params"] / 1e6, ".3f"),
+                fmt(r["kept_bytes"] / 1e6, ".2f"),
+                fmt(r["forward_ms"], ".0f"),
+                *(fmt(pct(r[k])) for k in ("global_accuracy", "class_accuracy", "miou")),
+                fmt(pct(r["bf_score"])),
+                fmt(p.get("params_m"), ".3f"),
+                fmt(p.get("storage_multiplier"), "g", "n/a"),
+                *(fmt(p.get(k)) for k in ("global_accuracy", "class_accuracy", "miou")),
+                fmt(p.get("bf"), ".2f"),
+            ]
+        )
+    return "\n".join(
+        [
+            f"Decoder study: {PRESET} on {s['data'] or 'synthetic scenes'}, trained at "
+            f"{s['input_size'][0]}x{s['input_size'][1]} for {epochs(s)} (batch "
+            f"{s['batch_size']}, AdamW lr {s['lr']}, median-frequency class weights), scored on "
+            f"{s['split']} at the training size, in %.",
+            "",
+            "The paper's columns: CamVid test split, 360x480, trained to convergence (Table 1, "
+            "median-frequency balancing); ours are on another split and size, so compare our rows "
+            "with each other, not with the paper's.",
+            "",
+            table(header, rows),
+            "",
+            f"Command: `{result['command']}`  ",
+            f"Machine: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['cores']} cores; "
+            f"{env['date']}",
+        ]
+    )
+
+
+def epochs(settings: dict) -> str:
+    n = settings["epochs"]
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
+def pct(v: float | None) -> float | None:
+    return None if v is None else 100 * v
+
+
+# --------------------------------------------------------------------------- the picture
+
+WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (190, 190, 190)
+FAMILY_COLOURS = {"indices": (180, 90, 30), "fcn": (30, 120, 230), "bilinear": (60, 160, 60)}
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+PANEL = (440, 560)  # height, width
+MARGIN = {"left": 70, "right": 20, "top": 66, "bottom": 60}
+LEGEND = {"indices": "index unpooling", "fcn": "learned upsampling", "bilinear": "fixed bilinear"}
+
+
+def family(decoder: str) -> str:
+    return (
+        "fcn" if decoder.startswith("fcn") else "bilinear" if decoder == "bilinear" else "indices"
+    )
+
+
+def panel(points: list[tuple[str, float, float]], title: str, x_label: str) -> np.ndarray:
+    """One scatter plot: mIoU (%) against kept memory on a log(1 + x) axis, labelled points."""
+    h, w = PANEL
+    img = np.full((h, w, 3), 255, np.uint8)
+    x0, x1 = MARGIN["left"], w - MARGIN["right"]
+    y0, y1 = h - MARGIN["bottom"], MARGIN["top"]
+    decades = int(np.ceil(np.log10(max([x for _, x, _ in points] + [10.0]))))
+    top = np.log10(1 + 10**decades)  # the axis ends at a power of ten
+    ys = [y for _, _, y in points]
+    low = 5 * np.floor((min(ys, default=0) - 2) / 5)
+    high = 5 * np.ceil((max(ys, default=100) + 2) / 5)
+
+    def at(x: float, y: float) -> tuple[int, int]:
+        u = x0 + (x1 - x0) * np.log10(1 + x) / top
+        v = y0 - (y0 - y1) * (y - low) / max(high - low, 1e-9)
+        return int(round(u)), int(round(v))
+
+    cv2.rectangle(img, (x0, y1), (x1, y0), BLACK, 1)
+    for tick in [0, *(10**k for k in range(decades + 1))]:
+        u, _ = at(tick, low)
+        cv2.line(img, (u, y0), (u, y0 + 5), BLACK, 1)
+        cv2.putText(img, f"{tick:g}", (u - 8, y0 + 20), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
+    step = 5 if high - low <= 40 else 10
+    for tick in np.arange(low, high + 1e-9, step):
+        _, v = at(0, tick)
+        cv2.line(img, (x0, v), (x1, v), GREY, 1)
+        cv2.putText(img, f"{tick:g}", (x0 - 30, v + 4), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
+    placed: list[tuple[int, int, int, int]] = []
+    for name, x, y in points:
+        u, v = at(x, y)
+        cv2.circle(img, (u, v), 5, FAMILY_COLOURS[family(name)], -1, cv2.LINE_AA)
+        (tw, th), _ = cv2.getTextSize(name, FONT, 0.38, 1)
+        left, top_y = label_position(u, v, tw, th, placed, (x0, x1))
+        placed.append((left, top_y, left + tw, top_y + th))
+        cv2.putText(img, name, (left, top_y + th), FONT, 0.38, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(img, title, (x0, 26), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
+    u = x0
+    for key, text in LEGEND.items():
+        cv2.circle(img, (u + 5, 44), 5, FAMILY_COLOURS[key], -1, cv2.LINE_AA)
+        cv2.putText(img, text, (u + 14, 48), FONT, 0.38, BLACK, 1, cv2.LINE_AA)
+        u += 28 + cv2.getTextSize(text, FONT, 0.38, 1)[0][0]
+    cv2.putText(img, x_label, (x0, h - 18), FONT, 0.42, BLACK, 1, cv2.LINE_AA)
+    label = np.full((20, 120, 3), 255, np.uint8)
+    cv2.putText(label, "mIoU %", (10, 15), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
+    img[(h - 120) // 2 : (h + 120) // 2, 5:25] = cv2.rotate(label, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return img
+
+
+def label_position(u: int, v: int, tw: int, th: int, placed: list, span: tuple) -> tuple[int, int]:
+    """Top-left corner of a point's label: beside it, on the first side that overlaps no label
+    already placed and stays inside the plot."""
+    right, left = u + 8, u - 8 - tw
+    candidates = [(right, v - th - 4), (right, v + 4), (left, v - th - 4), (left, v + 4)]
+    inside = [c for c in candidates if span[0] <= c[0] and c[0] + tw <= span[1]] or candidates
+    for x, y in inside:
+        if not any(x < x1 and x + tw > x0 and y < y1 and y + th > y0 for x0, y0, x1, y1 in placed):
+            return x, y
+    return inside[0]
+
+
+def draw_tradeoff(result: dict, path: Path) -> None:
+    """Ours beside the paper's: mIoU against the encoder memory each decoder keeps."""
+    s = result["settings"]
+    size = "x".join(map(str, s["cost_size"]))
+    ours = [(r["decoder"], r["kept_bytes"] / 1e6, 100 * r["miou"]) for r in result["rows"]]
+    theirs = [
+        (name, row["storage_multiplier"] or 0, row["miou"]) for name, row in result["paper"].items()
+    ]
+    left = panel(
+        ours,
+        f"this run: {s['input_size'][0]}x{s['input_size'][1]}, {epochs(s)}, {s['split']}",
+        f"kept encoder memory, MB per {size} image (log scale)",
+    )
+    right = panel(
+        theirs,
+        "paper, Table 1: 360x480, CamVid test",
+        "storage multiplier, SegNet-Basic = 1 (log scale)",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.hstack([left, right])):
+        raise OSError(f"could not write {path}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace, log=print) -> dict:
+    args = resolve(args)
+    split = "val"
+    if args.data is not None:
+        splits = open_dataset(args.data).splits
+        split = "test" if "test" in splits else "val"
+    cost_size = args.input_size if args.smoke else PAPER_SIZE
+    rows = []
+    for decoder in args.decoders:
+        row = run_variant(args, decoder, split, log)
+        row.update(costs(decoder, cost_size, args.reps))
+        rows.append(row)
+        log(
+            f"{decoder}: G {pct(row['global_accuracy']):.1f}  C {pct(row['class_accuracy']):.1f}  "
+            f"mIoU {pct(row['miou']):.1f}  BF {fmt(pct(row['bf_score']))}  "
+            f"kept {row['kept_bytes'] / 1e6:.2f} MB"
+        )
+    result = {
+        "settings": {
+            "preset": PRESET,
+            "data": None if args.data is None else str(args.data),
+            "input_size": list(args.input_size),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "split": split,
+            "cost_size": list(cost_size),
+        },
+        "rows": rows,
+        "paper": {d: asdict(row) for d, row in TABLE_1.items()},
+        "command": " ".join(["python -m benchmarks.decoder_study", *args.argv]),
+        "environment": environment(threads=os.cpu_count() or 1),
+    }
+    text = markdown(result)
+    for path, content in ((args.json, json.dumps(result, indent=2)), (args.markdown, text)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content + "\n")
+    draw_tradeoff(result, args.figure)
+    log(text)
+    log(f"wrote {args.json}, {args.markdown} and {args.figure}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"decoder_study: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The decoder study (the paper's Table 1) end to end at a tiny size: both variants trained through
+``segnet_tf.training.train``, scored, tabled beside the paper's figures and drawn; a rerun with
+--resume trains nothing again."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from benchmarks import decoder_study
+from segnet_tf.models.decoders import TABLE_1
+
+
+@pytest.mark.slow
+def test_smoke_study_writes_table_and_picture_and_resumes(tmp_path):
+    out = tmp_path / "study"
+    assert decoder_study.main(["--smoke", "--out", str(out)]) == 0
+
+    result = json.loads((out / "decoder-study.json").read_text())
+    rows = {r["decoder"]: r for r in result["rows"]}
+    assert list(rows) == ["indices", "fcn"]
+    for row in rows.values():
+        assert row["epochs"] == 1 and row["split"] == "val"
+        assert 0 <= row["miou"] <= row["class_accuracy"] <= 1
+        assert (out / row["decoder"] / "best.keras").is_file()
+    # 32x32: four stages pool 32 -> 16 -> 8 -> 4 -> 2 with 64 channels; FCN keeps 11 of them
+    assert rows["indices"]["kept_bytes"] == sum(n * n * 64 * 2 // 8 for n in (16, 8, 4, 2))
+    assert rows["fcn"]["kept_bytes"] == sum(n * n * 11 * 4 for n in (16, 8, 4))
+    assert result["paper"]["indices"]["miou"] == TABLE_1["indices"].miou == 47.7
+    assert len(result["paper"]) == 8
+
+    table = (out / "decoder-study.md").read_text()
+    assert "| `fcn` | FCN-Basic | 0.646 |" in table
+    assert "paper: mIoU" in table and "| 47.3 | 38.11 |" in table
+    picture = cv2.imread(str(out / "decoder_study.png"))
+    assert picture.shape == (440, 1120, 3)
+
+    checkpoint = (out / "indices" / "last.keras").stat().st_mtime_ns
+    assert decoder_study.main(["--smoke", "--out", str(out), "--resume"]) == 0
+    assert (out / "indices" / "last.keras").stat().st_mtime_ns == checkpoint
+    again = json.loads((out / "decoder-study.json").read_text())
+    assert [r["miou"] for r in again["rows"]] == [r["miou"] for r in result["rows"]]
+    # without --resume, existing runs are refused rather than overwritten
+    assert decoder_study.main(["--smoke", "--out", str(out)]) == 1
