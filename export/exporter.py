@@ -332,20 +332,10 @@ def _build_all(model, formats, calib, staging: Path, options, log, masks=None) -
             _check(fmt, info)
             path = staging / fmt.filename
             path.write_bytes(content)
-            artifact = Artifact(
-                fmt.filename,
-                len(content),
-                info.ops,
-                info.tensor_types,
-                round(time.perf_counter() - start, 2),
-            )
+            artifact = _artifact(fmt, content, info, start, log)
             if fmt.name == "edgetpu":
                 artifact.extra["edgetpu_compiler"] = compile_edgetpu(path, staging)
             report["artifacts"][fmt.name] = asdict(artifact)
-            log(
-                f"wrote {fmt.filename}: {len(content) / 1e6:.2f} MB, {sum(info.ops.values())} ops, "
-                f"{artifact.seconds_to_build:.1f} s"
-            )
     for fmt in (f for f in formats if f.runtime == "onnx"):
         report["artifacts"][fmt.name] = asdict(_build_onnx(model, fmt, staging, log))
     return report
@@ -361,19 +351,25 @@ def _build_onnx(model, fmt: Format, staging: Path, log) -> Artifact:
         content, info = onnx_export.build(lowered, staging / fmt.filename)
     except OnnxExportError as e:
         raise ExportError(str(e)) from e
+    artifact = _artifact(fmt, content, info, start, log)
+    artifact.extra.update(
+        opset=info.opset,
+        input_shape=list(info.input_shape),
+        output_shape=list(info.output_shape),
+        tensorrt_parser="every op on onnx-tensorrt's list for TensorRT "
+        f"{onnx_export.TENSORRT_VERSION}",
+    )
+    return artifact
+
+
+def _artifact(fmt: Format, content: bytes, info, start: float, log) -> Artifact:
+    """The report entry of a file just written (size, ops, build time), logged."""
     artifact = Artifact(
         fmt.filename,
         len(content),
         info.ops,
         info.tensor_types,
         round(time.perf_counter() - start, 2),
-        extra={
-            "opset": info.opset,
-            "input_shape": list(info.input_shape),
-            "output_shape": list(info.output_shape),
-            "tensorrt_parser": f"every op on onnx-tensorrt's list for TensorRT "
-            f"{onnx_export.TENSORRT_VERSION}",
-        },
     )
     log(
         f"wrote {fmt.filename}: {len(content) / 1e6:.2f} MB, {sum(info.ops.values())} ops, "
