@@ -194,6 +194,12 @@ def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Random scale, crop, flip and colour jitter of the training images.",
+)
+@click.option(
     "--width",
     type=click.FloatRange(min=0, min_open=True),
     help="Width multiplier overriding the preset's (e.g. 0.5).",
@@ -229,6 +235,7 @@ def train_command(
     out,
     lr,
     seed,
+    augment,
     width,
     workers,
     join_timeout,
@@ -270,6 +277,7 @@ def train_command(
         seed=seed,
         lr=lr,
         width=width,
+        augment=augment,
     )
     if resume:
         click.echo(f"resuming {out} with the options in its config.json")
