@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -243,8 +244,8 @@ def launch_local_workers(command: Sequence[str], workers: int, grace: float = 30
 
     Worker 0 (the chief) talks to the terminal; the others' stderr is shown with a
     ``worker i:`` prefix. Once one fails, the rest get ``grace`` seconds to end on their own
-    (they do: see the module docstring) before they are terminated. Returns the first non-zero
-    exit code, else 0.
+    (they do: see the module docstring) before they are killed. Returns the first non-zero exit
+    code, else 0.
     """
     procs = []
     for i, tf_config in enumerate(local_tf_configs(workers)):
@@ -265,8 +266,8 @@ def launch_local_workers(command: Sequence[str], workers: int, grace: float = 30
     for relay in relays:
         relay.join(timeout=5)
     for i, code in enumerate(codes):
-        if code < 0:
-            print(f"Error: worker {i} was killed by signal {-code}", file=sys.stderr)
+        if code < 0 and -code != signal.SIGKILL:  # SIGKILL: the join watchdog, or us, after grace
+            print(f"Error: worker {i} died of signal {-code}", file=sys.stderr)
     return next((abs(c) for c in codes if c), 0)
 
 
@@ -284,7 +285,7 @@ def _wait_all(procs: list[subprocess.Popen], grace: float) -> list[int]:
         if failed_at is not None and time.monotonic() - failed_at > grace:
             for p in procs:
                 if p.poll() is None:
-                    p.terminate()
+                    p.kill()  # TensorFlow catches SIGTERM (preemption) and keeps waiting
             for p in procs:
                 p.wait()
             break
