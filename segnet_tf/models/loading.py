@@ -145,7 +145,7 @@ def read_keras_config(path: Path) -> dict:
         ) from e
     except KeyError as e:
         raise ModelFileError(f"model {str(path)!r}: .keras archive without config.json") from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ModelFileError(f"model {str(path)!r}: config.json is not valid JSON: {e}") from e
     except (OSError, zipfile.LargeZipFile, NotImplementedError) as e:  # CRC, compression
         raise ModelFileError(f"model {str(path)!r}: unreadable .keras archive: {e}") from e
@@ -156,13 +156,16 @@ def read_keras_config(path: Path) -> dict:
 
 def check_config_is_data(config: dict, path: Path) -> None:
     """Refuse a config that would make Keras run code or import outside Keras and segnet-tf."""
-    for node in _objects(config):
-        reason = unsafe_reason(node)
-        if reason is not None:
-            raise ModelFileError(
-                f"model {str(path)!r} refused: {reason}; nothing in it was run (a file you trust: "
-                "--unsafe-load)"
-            )
+    try:
+        reasons = (unsafe_reason(node) for node in _objects(config))
+        reason = next((r for r in reasons if r is not None), None)
+    except RecursionError:
+        reason = "its config is nested too deeply to check"
+    if reason is not None:
+        raise ModelFileError(
+            f"model {str(path)!r} refused: {reason}; nothing in it was run (a file you trust: "
+            "--unsafe-load)"
+        )
 
 
 def unsafe_reason(node: dict) -> str | None:
@@ -175,14 +178,16 @@ def unsafe_reason(node: dict) -> str | None:
     if class_name in REFUSED_CLASSES:
         layer = f"{class_name} layer {_layer_name(node)!r}"
         return f"it has a {layer}, which {REFUSED_CLASSES[class_name]}"
-    if class_name == "function":  # Keras looks the name up in its registry first, then the module
-        fn = node.get("config")
+    # Keras resolves a registered name ("package>Name") from its registry before any module.
+    function = node.get("config") if class_name == "function" else None
+    names = (class_name, registered, function)
+    foreign = next((n for n in names if ">" in str(n) and not _is_registered_own(n)), None)
+    if foreign is not None:
+        return f"it names {foreign!r}, which is registered by neither Keras nor segnet-tf"
+    if class_name == "function":
         if module not in FUNCTION_MODULES:
-            return f"it names the function {module}.{fn}, which is not a Keras modelling function"
-        foreign = [n for n in (fn, registered) if ">" in str(n) and not _is_registered_own(n)]
-        return (
-            f"it names the registered function {foreign[0]!r}, not segnet-tf's" if foreign else None
-        )
+            return f"it names the function {module}.{function}, not a Keras modelling function"
+        return None
     if registered not in (None, class_name) and not _is_registered_own(registered):
         return f"it names {registered!r}, which is neither Keras's nor segnet-tf's"
     if module is not None and not _is_keras_module(module) and not _is_own(module, registered):

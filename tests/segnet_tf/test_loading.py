@@ -130,6 +130,11 @@ def test_unsafe_reason_allows_keras_and_our_registered_objects_only():
     function = {"class_name": "function", "module": "os", "config": "system"}
     assert "names the function os.system" in unsafe_reason(function)
     assert "bytecode" in unsafe_reason({"class_name": "__lambda__", "config": {}})
+    # Keras looks "package>Name" up in its registry of every imported library before any module
+    assert "'other>Layer', which is registered" in unsafe_reason({"class_name": "other>Layer"})
+    relu = {"class_name": "function", "module": "keras.activations", "config": "relu"}
+    assert unsafe_reason({**relu, "registered_name": "relu"}) is None
+    assert "'other>fn'" in unsafe_reason({**relu, "config": "other>fn"})
     assert "vocabulary file" in unsafe_reason({"class_name": "StringLookup", "config": {}})
 
 
