@@ -16,8 +16,8 @@ A worker must not hang when the cluster is broken, so:
 - its own port in use: refused before TensorFlow starts its server;
 - a peer that never comes up: the join (strategy creation and a first collective) is given
   ``join_timeout`` seconds, after which a watchdog process (:mod:`segnet_tf.watchdog`) names the
-  workers that are not listening and ends the worker (TensorFlow itself would wait an hour, in a
-  C++ call no Python thread can interrupt);
+  workers that are not listening and ends the worker (TensorFlow itself waits on, well past
+  200 s in our tries, in a C++ call no Python thread can interrupt);
 - a peer that dies mid-run: TensorFlow's coordination service notices the missing heartbeats
   (seconds) and fails the pending collective; :func:`describe_failure` turns that error into one
   line naming the lost worker.

@@ -1,10 +1,10 @@
 """A deadline that holds while the Python of the process it guards cannot run.
 
 TensorFlow waits for the workers of a cluster inside C++ calls that keep Python's interpreter
-lock (``TFE_EnableCollectiveOps`` waits for every task to register, for up to an hour), so no
-thread or signal handler of that process can end the wait. This small process can: it waits for
-its standard input to close (the guarded block is over, or the process is gone) and, if
-``seconds`` pass first, prints which peers do not answer and kills the process.
+lock (``TFE_EnableCollectiveOps`` waits for every task to register, well past 200 s in our
+tries), so no thread or signal handler of that process can end the wait. This small process
+can: it waits for its standard input to close (the guarded block is over, or the process is
+gone) and, if ``seconds`` pass first, prints which peers do not answer and kills the process.
 
 Started as a script by :func:`segnet_tf.distributed.deadline` (standard library only, so it
 starts in milliseconds and imports neither TensorFlow nor the package)::
