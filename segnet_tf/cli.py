@@ -6,23 +6,27 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import click
 import tensorflow as tf
+from click.core import ParameterSource
 
 import segnet_tf
 from segnet_tf.data import dataset_stats, open_dataset, pack_dataset, validate
 from segnet_tf.data.pipeline import AUGMENTATIONS, unwrap_dataset_error
 from segnet_tf.data.splits import DRIVE_PATTERN, write_drive_split
+from segnet_tf.distributed import DEFAULT_JOIN_TIMEOUT, ClusterError, launch_local_workers
 from segnet_tf.evaluation import CURVE_METRICS, evaluate, evaluate_sampling
-from segnet_tf.models import PRESETS, build_model
+from segnet_tf.models import PRESETS, build_model, unsafe_loading
 from segnet_tf.prediction import predict_images
 from segnet_tf.runs import read_state
 from segnet_tf.training import TrainConfig, train
 
-# Dataset errors are ValueError / FileNotFoundError subclasses, so these cover them too.
-USER_ERRORS = (ValueError, FileNotFoundError)
+# Dataset and model file errors are ValueError / FileNotFoundError subclasses, so these cover
+# them too.
+USER_ERRORS = (ValueError, FileNotFoundError, ClusterError)
 
 
 class SegnetGroup(click.Group):
@@ -75,22 +79,62 @@ def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: 
     )
 
 
-def _setup_logging() -> None:
+def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # SavedModel "Assets written to"
+    # SavedModel "Assets written to", tf.distribute notes: only with --verbose
+    logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def command_line(ctx: click.Context, drop: tuple[str, ...] = ()) -> list[str]:
+    """The options the user gave ``ctx``'s command, as arguments again (for worker processes)."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        if not isinstance(param, click.Option) or name in drop or name not in ctx.params:
+            continue
+        if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[name]
+        if param.is_flag:
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            text = "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            args += [param.opts[0], text]
+    return args
 
 
 @click.group(cls=SegnetGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(segnet_tf.__version__, prog_name="segnet-tf")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show TensorFlow's own log lines (held back otherwise). Give it before the command.",
+)
+@click.option(
+    "--unsafe-load",
+    is_flag=True,
+    help="Load model files that run code when loaded (Lambda layers, functions outside Keras), "
+    "which are refused otherwise. Only for files you trust.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
     """SegNet semantic segmentation: train, evaluate, predict and export.
 
     \b
     Example (a few minutes on a CPU, no data needed):
       segnet-tf train --out runs/demo
       segnet-tf evaluate --model runs/demo
+      segnet-tf --verbose train --out runs/demo2   # with TensorFlow's log lines
     """
-    _setup_logging()
+    _setup_logging(verbose)
+    if unsafe_load:
+        click.echo(
+            "warning: --unsafe-load: a model file loaded by this command can run any code; "
+            "use it only for files you trust",
+            err=True,
+        )
+        ctx.with_resource(unsafe_loading())
 
 
 # --------------------------------------------------------------------------- train
@@ -199,7 +243,24 @@ def cli() -> None:
     show_default=True,
     help="Decoder of the paper's study (see `segnet-tf models --decoders`), e.g. fcn, bilinear.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Start N worker processes of a multi-worker run on this machine (a quick try; on a "
+    "cluster start one `--strategy multiworker` process per host, see docs/training.md).",
+)
+@click.option(
+    "--join-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_JOIN_TIMEOUT,
+    show_default=True,
+    help="Multi-worker: seconds to wait for every worker of TF_CONFIG to come up.",
+)
+@click.pass_context
 def train_command(
+    ctx,
     data,
     model_name,
     input_size,
@@ -219,6 +280,8 @@ def train_command(
     seed,
     width,
     decoder,
+    workers,
+    join_timeout,
 ) -> None:
     """Train a model; the run directory gets config.json, best.keras, last.keras, history.csv
     and tensorboard/.
@@ -233,7 +296,17 @@ def train_command(
           --input-size 180x240 --out runs/fcn            # a decoder of the paper's study
       segnet-tf train --data my_roads --init-weights models/segnet-lite-camvid/model.keras \\
           --input-size 180x240 --epochs 20 --out runs/mine   # fine-tune the shipped model
+      segnet-tf train --workers 2 --out runs/mw          # two local worker processes
     """
+    if workers > 1:
+        if strategy not in ("auto", "multiworker"):
+            raise click.BadParameter(
+                f"--workers {workers} runs --strategy multiworker, not {strategy}",
+                param_hint="--strategy",
+            )
+        worker = [sys.executable, "-m", "segnet_tf.cli", *command_line(ctx.parent), "train"]
+        worker += [*command_line(ctx, drop=("workers", "strategy")), "--strategy", "multiworker"]
+        raise SystemExit(launch_local_workers(worker, workers))
     config = TrainConfig(
         out=out,
         data=data,
@@ -258,7 +331,7 @@ def train_command(
     if resume:
         click.echo(f"resuming {out} with the options in its config.json")
     try:
-        result = train(config)
+        result = train(config, join_timeout=join_timeout)
     except KeyboardInterrupt:
         done = read_state(Path(out))["epoch"]
         saved = f"{out}/last.keras holds epoch {done}" if done else "no epoch finished yet"

@@ -48,11 +48,20 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
         safe_labels = ops.where(valid, labels, 0)
         weights = ops.where(valid, ops.take(ops.array(self.class_weights), safe_labels), 0.0)
         ce = ops.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
-        loss = ops.divide_no_nan(ops.sum(weights * ce), ops.sum(weights))
-        # Keras only divides per-element losses by the replica count; this one is already reduced
-        # to a scalar, so do it here for the replicas' summed gradients to be the mean (each replica
-        # normalises by its own share of the batch, as each Caffe batch did).
-        return loss / tf.distribute.get_strategy().num_replicas_in_sync
+        return ops.divide_no_nan(ops.sum(weights * ce), global_sum(ops.sum(weights)))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "class_weights": self.class_weights}
+
+
+def global_sum(value):
+    """``value`` summed over the replicas a global batch is split across (itself on one).
+
+    Dividing each replica's weighted sum by the global batch's summed weights makes the replicas'
+    losses add up to the loss of the whole batch, and their gradients, which tf.distribute sums,
+    to its gradient: training on N replicas matches one device on the same global batch.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,9 +23,20 @@ from tensorflow.core.framework import summary_pb2
 import segnet_tf
 from segnet_tf.data import Dataset, dataset_stats, make_dataset
 from segnet_tf.data.pipeline import resolve_augmentation
+from segnet_tf.distributed import (
+    DEFAULT_JOIN_TIMEOUT,
+    LOST_PEER_ERRORS,
+    Cluster,
+    ClusterError,
+    MultiWorkerStrategy,
+    barrier,
+    cluster_from_env,
+    describe_failure,
+    join_cluster,
+)
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.metrics import miou_metric
-from segnet_tf.models import build_model, transfer_weights
+from segnet_tf.models import build_model, load_model, transfer_weights
 from segnet_tf.models.registry import check_decoder
 from segnet_tf.runs import (
     FRESH_STATE,
@@ -121,19 +133,26 @@ class TrainResult:
 
 
 def train(
-    config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int | str = 1
+    config: TrainConfig,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = 1,
+    join_timeout: float = DEFAULT_JOIN_TIMEOUT,
 ) -> TrainResult:
     """Train (or resume) the run in ``config.out``; returns where it went and its best val mIoU.
 
     ``callbacks`` run after the run's own checkpointing ones. A KeyboardInterrupt propagates; the
-    run directory then holds the last completed epoch, ready for ``resume``.
+    run directory then holds the last completed epoch, ready for ``resume``. With the
+    ``multiworker`` strategy every worker runs this with the same config (the run directory on a
+    filesystem they share when resuming): only the chief writes the run, and ``join_timeout``
+    bounds the wait for the other workers (see :mod:`segnet_tf.distributed`).
     """
     config, state = prepare_run_dir(config)
     run_dir = Path(config.out)
     if state["epoch"] >= config.epochs:
         LOGGER.info("%s: all %d epochs already done", run_dir, config.epochs)
         return _result(run_dir, state)
-    strategy = make_strategy(config.strategy)  # multi-worker wants it before other TF work
+    # multi-worker wants it before other TF work
+    strategy = make_strategy(config.strategy, join_timeout)
     keras.utils.set_random_seed(config.seed)
 
     dataset = open_training_data(config)
@@ -142,7 +161,8 @@ def train(
     weights = resolve_class_weights(config.class_weights, dataset)
     # Stored resolved: a resumed run must load its model under the policy it was saved with.
     config = replace(config, mixed_precision=_use_mixed_precision(config))
-    chief = _is_chief(strategy)
+    cluster = cluster_from_env() if isinstance(strategy, MultiWorkerStrategy) else None
+    chief = cluster is None or cluster.is_chief
     if chief and not config.resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(run_dir, run_info(config, dataset, weights, strategy))
@@ -163,26 +183,49 @@ def train(
 
     with strategy.scope():
         model = _compiled_model(config, run_dir, state, dataset, weights, steps)
+    synchronize_batch_norm(model, strategy.num_replicas_in_sync)
     inference_model = _float32_twin(config, dataset.config.num_classes)
 
+    # Every worker saves (saving reads distributed variables, a collective), others to scratch.
     write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="segnet-worker-"))
-    own: list[keras.callbacks.Callback] = [RunCheckpoint(write_dir, inference_model, state)]
-    if chief:
-        truncate_history(run_dir / "history.csv", state["epoch"])
-        own += [
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-            EpochScalars(run_dir / "tensorboard"),
+    try:
+        if chief:
+            truncate_history(run_dir / "history.csv", state["epoch"])
+        own: list[keras.callbacks.Callback] = [
+            RunCheckpoint(write_dir, inference_model, state),
+            keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
         ]
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        initial_epoch=state["epoch"],
-        callbacks=[*own, *callbacks],
-        verbose=verbose,
-        shuffle=False,  # make_dataset shuffles
-    )
-    return _result(run_dir, read_state(run_dir))
+        if chief:
+            own.append(EpochScalars(run_dir / "tensorboard"))
+        _fit(
+            model,
+            strategy,
+            cluster,
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=state["epoch"],
+            callbacks=[*own, *callbacks],
+            verbose=verbose,
+            shuffle=False,  # make_dataset shuffles
+        )
+        return replace(_result(write_dir, read_state(write_dir)), run_dir=run_dir)
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _fit(model: keras.Model, strategy, cluster: Cluster | None, *args, **kwargs) -> None:
+    """``model.fit``; in a multi-worker run a lost worker becomes a :class:`ClusterError`, and
+    every worker returns only once all of them are done (the chief's files are written)."""
+    if cluster is None:
+        model.fit(*args, **kwargs)
+        return
+    try:
+        model.fit(*args, **kwargs)
+        barrier(strategy)
+    except LOST_PEER_ERRORS as e:  # a dataset error stays what it is
+        raise ClusterError(describe_failure(e, cluster, "training")) from None
 
 
 # --------------------------------------------------------------------------- run directory
@@ -198,9 +241,16 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
     fresh = dict(FRESH_STATE)
     if config.resume:
         if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"--resume: {run_dir} has no config.json, nothing to resume")
+            raise FileNotFoundError(
+                f"--resume: {run_dir} has no config.json, nothing to resume"
+                + (" (every worker must see the run directory)" if cluster_from_env() else "")
+            )
         stored = json.loads((run_dir / "config.json").read_text())["train"]
-        config = replace(TrainConfig.from_dict(stored), out=str(run_dir), resume=True)
+        # How to run is the invocation's (e.g. more machines now), what to run is the run's.
+        strategy = config.strategy if config.strategy != "auto" else stored.get("strategy", "auto")
+        config = replace(
+            TrainConfig.from_dict(stored), out=str(run_dir), resume=True, strategy=strategy
+        )
         remove_stale_temp_files(run_dir)
         if not (run_dir / "last.keras").is_file():
             return replace(config, resume=False), fresh
@@ -400,31 +450,32 @@ def _distributable(ds: tf.data.Dataset) -> tf.data.Dataset:
 # --------------------------------------------------------------------------- model and devices
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str, join_timeout: float = DEFAULT_JOIN_TIMEOUT) -> tf.distribute.Strategy:
     """``auto``: mirrored over all GPUs when there are several, else the default (one device).
-    ``mirrored`` on a machine without GPUs mirrors over the logical CPU devices."""
+    ``mirrored`` on a machine without GPUs mirrors over the logical CPU devices.
+    ``multiworker``: this process is one worker of the cluster in ``TF_CONFIG``."""
+    cluster = cluster_from_env()
+    if name == "multiworker":
+        if cluster is None:
+            raise ClusterError(
+                "--strategy multiworker needs TF_CONFIG (the cluster and this worker's task); "
+                "see docs/training.md, or try it locally with --workers N"
+            )
+        return join_cluster(cluster, join_timeout)
+    if cluster is not None and cluster.size > 1:
+        raise ClusterError(
+            f"TF_CONFIG describes a cluster of {cluster.size} workers but --strategy is {name}: "
+            "pass --strategy multiworker, or unset TF_CONFIG to train on this machine alone"
+        )
     if name == "auto":
         several = len(tf.config.list_logical_devices("GPU")) > 1
         return tf.distribute.MirroredStrategy() if several else tf.distribute.get_strategy()
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "none":
         return tf.distribute.get_strategy()
     raise ValueError(f"--strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
-
-
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Only the chief writes the run; other multi-worker replicas save into a scratch dir."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def _use_mixed_precision(config: TrainConfig) -> bool:
@@ -466,7 +517,7 @@ def _compiled_model(
     with global_dtype_policy("mixed_float16" if config.mixed_precision else "float32"):
         if state["epoch"] > 0:
             LOGGER.info("resuming %s after epoch %d", run_dir, state["epoch"])
-            return keras.models.load_model(run_dir / "last.keras", safe_mode=False)
+            return load_model(run_dir / "last.keras", compile=True, unsafe=False)
         model = build_model(
             config.model,
             training_input_shape(config),
@@ -491,6 +542,18 @@ def _compiled_model(
     # (halves the start-up time of fit).
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def synchronize_batch_norm(model: keras.Model, replicas: int) -> None:
+    """Batch statistics over the global batch when it is split across replicas, per replica on
+    one. A few images per replica give noisy statistics that also differ from one device's: the
+    known need of segmentation at small batches (Keras' ``synchronized=True`` all-reduces them).
+    Only the attribute changes, so the built network and its weights stay as they are."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            synchronize_batch_norm(layer, replicas)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = replicas > 1
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:

@@ -6,38 +6,21 @@ from pathlib import Path
 
 import keras
 
+from segnet_tf.models.loading import ModelFileError, load_model, unsafe_loading
 from segnet_tf.models.registry import PRESETS, ModelPreset, build_model, list_models
 from segnet_tf.models.segnet import build_segnet
 
 __all__ = [
     "PRESETS",
+    "ModelFileError",
     "ModelPreset",
     "build_model",
     "build_segnet",
     "list_models",
     "load_model",
     "transfer_weights",
+    "unsafe_loading",
 ]
-
-
-MODEL_FILES = ("best.keras", "model.keras")  # in a run directory, in a shipped model folder
-
-
-def load_model(path: str | Path, compile: bool = False) -> keras.Model:
-    """Load a ``.keras`` file written by segnet-tf (custom layers are registered on import), or
-    the model of a run directory or a shipped model folder such as ``models/segnet-lite-camvid``."""
-    path = Path(path)
-    if path.is_dir():
-        path = next((path / n for n in MODEL_FILES if (path / n).is_file()), path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model {str(path)!r}: no such file (expected a .keras file, or a folder holding "
-            f"{' or '.join(MODEL_FILES)})"
-        )
-    try:
-        return keras.models.load_model(path, compile=compile, safe_mode=False)
-    except Exception as e:
-        raise ValueError(f"model {str(path)!r}: not a loadable Keras model: {e}") from e
 
 
 def transfer_weights(model: keras.Model, source: str | Path) -> list[str]:

@@ -102,7 +102,9 @@ def test_transfer_weights_copies_matching_layers_and_keeps_a_new_classifier(tmp_
                 np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(model.get_layer("classifier").kernel.numpy(), fresh)
 
-    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="block1_conv1")])
+    other = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 1, name="block1_conv1")]
+    )
     other.save(tmp_path / "other.keras")
     with pytest.raises(ValueError, match="no layer matches 'segnet-lite' by name and shape"):
         segnet_tf.models.transfer_weights(model, tmp_path / "other.keras")

@@ -19,7 +19,14 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-from segnet_tf.data import CAMVID, Dataset, DatasetConfig, load_image, synthetic_dataset
+from segnet_tf.data import (
+    CAMVID,
+    Dataset,
+    DatasetConfig,
+    load_image,
+    synthetic_dataset,
+    write_synthetic_dataset,
+)
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import load_model
 from segnet_tf.prediction import predict_images
@@ -335,3 +342,21 @@ def test_crops_train_a_free_size_model_and_save_the_fixed_size_twin(tmp_path):
     stored = json.loads((result.run_dir / "config.json").read_text())["train"]
     assert stored["crop_size"] == [32, 48] and stored["augment"] == "strong"
     assert TrainConfig.from_dict({**stored, "augment": True}).augment == "default"  # old runs
+
+
+@pytest.mark.slow
+def test_mixed_precision_steps_on_the_cpu_write_a_float32_best_model(tmp_path):
+    # The GPU default (float16 compute, float32 variables, loss scaling) through the same code.
+    data = write_synthetic_dataset(tmp_path / "data", train=4, val=4, size=(16, 16))
+    config = TrainConfig(out=str(tmp_path / "run"), data=str(data), model="segnet-basic")
+    config = replace(config, width=0.125, input_size=(16, 16), batch_size=4, epochs=4)
+    result = train(replace(config, augment=False, lr=3e-3, mixed_precision=True), verbose=0)
+    loss = result.history["loss"]  # one step per epoch, on the same 4 images
+    assert np.all(np.isfinite(loss)) and loss[-1] < 0.97 * loss[0], loss
+    with global_dtype_policy("mixed_float16"):
+        last = keras.models.load_model(result.last_path)
+    assert last.get_layer("block1_conv1").compute_dtype == "float16"
+    assert type(last.optimizer).__name__ == "LossScaleOptimizer"
+    best = load_model(result.best_path)
+    assert best.get_layer("block1_conv1").compute_dtype == "float32"
+    assert {w.dtype for w in best.weights} == {"float32"}

@@ -1,0 +1,41 @@
+"""The CLI decides TensorFlow's log level before TensorFlow loads, and can hold back what its C++
+writes to file descriptor 2 (the subprocess runs in test_multiworker.py show it end to end)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from segnet_tf.quiet import cli_args, held_back_stderr, log_level, verbose_requested
+
+PYTHON = sys.executable
+
+
+def test_the_cli_is_recognised_by_its_command_line_only():
+    script = ["/usr/local/bin/segnet-tf", "--verbose", "train"]
+    assert cli_args(script, [PYTHON, *script]) == ["--verbose", "train"]
+    module = [PYTHON, "-m", "segnet_tf.cli", "train", "--out", "x"]
+    assert cli_args(["-m", "train", "--out", "x"], module) == ["train", "--out", "x"]
+    assert cli_args(["-m"], [PYTHON, "-m", "pytest", "-v"]) is None  # -v is pytest's
+    assert cli_args(["app.py", "-v"], [PYTHON, "app.py", "-v"]) is None
+
+
+def test_verbose_counts_before_the_command_only():
+    assert verbose_requested(["-v", "train"]) and verbose_requested(["--verbose", "models"])
+    assert not verbose_requested(["train", "--out", "x"])
+    assert not verbose_requested(["predict", "-v"])  # an option of the command, not ours
+    assert (log_level(None), log_level(["train"]), log_level(["-v", "train"])) == ("2", "3", "0")
+
+
+def test_native_writes_to_stderr_are_held_back_and_replayed_on_failure(capfd):
+    with held_back_stderr():
+        os.write(2, b"I0000 cpu_feature_guard.cc] a C++ line\n")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ImportError), held_back_stderr():
+        os.write(2, b"why the import failed\n")
+        raise ImportError("no TensorFlow")
+    assert capfd.readouterr().err == "why the import failed\n"
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"  # the descriptor is restored
