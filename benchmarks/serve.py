@@ -23,10 +23,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from segnet_tf.export.labels import write_labels
 
 from benchmarks.artifacts import EXPORT_VARIANT, Artifacts
-from benchmarks.edge import CAMERA, REPO, write_clip, write_labels
+from benchmarks.edge import CAMERA, REPO, write_clip
 from edge_demo.server import read_mjpeg
+from segnet_tf.data import CAMVID
 
 VIEWERS = (None, 0, 3)  # None: no --serve at all
 TARGET_SLOWDOWN = 0.10  # the bound: 3 viewers cost the loop at most 10 % of its FPS
@@ -104,7 +106,7 @@ def serve_table(
 ) -> dict:
     log(f"web view: {art.label}, {frames} frames, {threads} threads, viewers {list(viewers)}")
     clip = write_clip(art.dir / "serve_clip.mp4", art.size, frames)
-    labels = write_labels(art.dir / "labels.json", art)
+    labels = write_labels(art.dir, CAMVID, art.name, art.size)
     model = art.tflite(EXPORT_VARIANT["int8"], "int8")
     runs: dict = {v: [] for v in viewers}
     for _ in range(rounds):
