@@ -15,6 +15,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+
+from benchmarks.floor import floor_model
+from segnet_tf.data import render_scene
 from segnet_tf.export.calibration import representative_dataset
 from segnet_tf.export.lowering import (
     activation_peaks,
@@ -23,9 +26,6 @@ from segnet_tf.export.lowering import (
 )
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.tflite import convert
-
-from benchmarks.floor import floor_model
-from segnet_tf.data import render_scene
 from segnet_tf.layers import (
     FLOAT_STEP_GAIN,
     POOLED_LOWERINGS,

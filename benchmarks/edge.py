@@ -20,11 +20,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from segnet_tf.export.labels import write_labels
 
 from benchmarks.artifacts import EXPORT_VARIANT, Artifacts
 from edge_demo.render import VIEWS
 from segnet_tf.data import CAMVID, render_scene
+from segnet_tf.export.labels import write_labels
 
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = REPO / "edge_demo" / "camera.py"

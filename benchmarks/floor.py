@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
 from segnet_tf.export.lowering import (
     rebuild,
 )
-
 from segnet_tf.layers import (
     upsample_to,
 )

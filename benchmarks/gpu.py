@@ -14,14 +14,14 @@ from collections.abc import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from segnet_tf.export.lowering import (
-    lower_model,
-)
 
 from benchmarks.flops import TRAINING_FACTOR, forward_flops
 from benchmarks.inference import short_error
 from benchmarks.timing import interleaved
 from benchmarks.training import compiled, scene_batch
+from segnet_tf.export.lowering import (
+    lower_model,
+)
 from segnet_tf.models import build_model
 
 CAFFE_PAPER = {"forward_ms": 422.5, "backward_ms": 488.7, "gpu": "NVIDIA Titan (cuDNN v3)"}

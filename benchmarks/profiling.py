@@ -28,13 +28,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from segnet_tf.export.tflite import convert
 
 from benchmarks.artifacts import Artifacts
 from benchmarks.inference import short_error
 from benchmarks.report import STAGE_PARTS
 from benchmarks.runners import make_runner
 from benchmarks.timing import interleaved
+from segnet_tf.export.tflite import convert
 from segnet_tf.layers import (
     FLOAT_STEP_GAIN,
     STEP_GAIN,

@@ -23,12 +23,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from segnet_tf.export.labels import write_labels
 
 from benchmarks.artifacts import EXPORT_VARIANT, Artifacts
 from benchmarks.edge import CAMERA, REPO, write_clip
 from edge_demo.server import read_mjpeg
 from segnet_tf.data import CAMVID
+from segnet_tf.export.labels import write_labels
 
 VIEWERS = (None, 0, 3)  # None: no --serve at all
 TARGET_SLOWDOWN = 0.10  # the bound: 3 viewers cost the loop at most 10 % of its FPS

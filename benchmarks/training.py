@@ -19,13 +19,13 @@ from collections.abc import Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from segnet_tf.export.lowering import (
-    lower_model,
-)
 
 from benchmarks.inference import short_error
 from benchmarks.timing import interleaved
 from segnet_tf.data import render_scene
+from segnet_tf.export.lowering import (
+    lower_model,
+)
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.models import build_model
 

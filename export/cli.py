@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from segnet_tf.export.exporter import FORMATS, TARGETS, ExportOptions, export_model
 
 EXAMPLE = """

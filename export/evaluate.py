@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from segnet_tf.export.tflite import TFLiteModel
 
 from segnet_tf.data import open_dataset
 from segnet_tf.evaluation import evaluate_predictor
+from segnet_tf.export.tflite import TFLiteModel
 
 
 def evaluate_tflite(

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+from segnet_tf.evaluation import evaluate_predictions
 from segnet_tf.export.calibration import (
     CalibrationError,
     calibration_images,
@@ -44,8 +46,6 @@ from segnet_tf.export.montecarlo import (
 from segnet_tf.export.onnx import OnnxExportError
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
-
-from segnet_tf.evaluation import evaluate_predictions
 from segnet_tf.layers import (
     FLOAT_STEP_GAIN,
     STEP_GAIN,
@@ -481,6 +481,7 @@ def _float16_parity(path: Path, images: np.ndarray, float_maps: np.ndarray, thre
     """Class maps of the graph computed in float16 (as TensorRT --fp16 stores tensors) against
     the float32 ones: no TensorRT here, so this is the evidence that the model survives FP16."""
     import onnx
+
     from segnet_tf.export.onnx import OnnxModel, float16_copy, runtime_name
 
     half = OnnxModel(float16_copy(onnx.load(path)).SerializeToString(), num_threads=threads)

@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-from segnet_tf.export.lowering import activation_peaks, lower_model, rebuild
 
+from segnet_tf.export.lowering import activation_peaks, lower_model, rebuild
 from segnet_tf.layers import FixedDropout, MaxPoolingWithArgmax2D, MaxUnpooling2D
 from segnet_tf.prediction import monte_carlo_dropout_layers
 

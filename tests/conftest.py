@@ -39,10 +39,10 @@ def monte_carlo_export(tmp_path_factory) -> Path:
     ``.keras`` source beside it as ``bayes.keras``."""
     import keras
     import numpy as np
-    from segnet_tf.export import ExportOptions, export_model
 
     import segnet_tf
     from segnet_tf.data import render_scene
+    from segnet_tf.export import ExportOptions, export_model
 
     keras.utils.set_random_seed(0)
     root = tmp_path_factory.mktemp("monte_carlo")

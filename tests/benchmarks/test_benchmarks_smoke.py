@@ -13,9 +13,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from segnet_tf.export.lowering import (
-    lower_model,
-)
 
 from benchmarks import run as bench
 from benchmarks.floor import NearestUnpool2D, PlainMaxPool2D, floor_model
@@ -30,6 +27,9 @@ from benchmarks.profiling import (
 )
 from benchmarks.report import stages_md
 from benchmarks.timing import interleaved, summarize
+from segnet_tf.export.lowering import (
+    lower_model,
+)
 from segnet_tf.layers import (
     FLOAT_STEP_GAIN,
     POOLED_LOWERINGS,

@@ -137,11 +137,11 @@ def onnx_model(tmp_path_factory, input_size) -> Path:
     """``model.onnx`` + ``labels.json`` from an untrained segnet-lite, converted by the exporter's
     ONNX path (the demo needs the contract, not accuracy)."""
     import keras
-    from segnet_tf.export.lowering import lower_model
-    from segnet_tf.export.onnx import build
 
     import segnet_tf
     from segnet_tf.data import CAMVID
+    from segnet_tf.export.lowering import lower_model
+    from segnet_tf.export.onnx import build
 
     folder = tmp_path_factory.mktemp("onnx_model")
     keras.utils.set_random_seed(0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from segnet_tf.data import CAMVID, Dataset, DatasetConfig, synthetic_dataset
 from segnet_tf.export.calibration import (
     CalibrationError,
     calibration_images,
@@ -11,8 +13,6 @@ from segnet_tf.export.calibration import (
     load_image_array,
     representative_dataset,
 )
-
-from segnet_tf.data import CAMVID, Dataset, DatasetConfig, synthetic_dataset
 
 TWO = DatasetConfig(name="two", class_names=("a", "b"), colours=((0, 0, 0), (9, 9, 9)), void_id=2)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from segnet_tf.export.labels import LABELS_FILE, write_labels
-from segnet_tf.export.tflite import TFLiteModel, quantise
 
 from edge_demo import runtime
 from segnet_tf.data import CAMVID, DatasetConfig
+from segnet_tf.export.labels import LABELS_FILE, write_labels
+from segnet_tf.export.tflite import TFLiteModel, quantise
 
 FIXTURES = Path(__file__).resolve().parents[1] / "edge_demo" / "fixtures"  # exporter-made
 THREE = DatasetConfig(

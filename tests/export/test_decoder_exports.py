@@ -10,6 +10,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+
+import segnet_tf
 from segnet_tf.export import ExportOptions, export_model
 from segnet_tf.export.calibration import representative_dataset
 from segnet_tf.export.edgetpu import edgetpu_problems
@@ -22,8 +24,6 @@ from segnet_tf.export.lowering import (
 )
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
-
-import segnet_tf
 from segnet_tf.models import PRESETS
 
 SIZE = (45, 61)  # odd: every upsampling is cropped back

@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
+
+from edge_demo.runtime import EDGETPU_CUSTOM_OP, resolve_model_path
 from segnet_tf.export.edgetpu import (
     EdgeTPUError,
     check_edgetpu,
@@ -16,8 +18,6 @@ from segnet_tf.export.edgetpu import (
 )
 from segnet_tf.export.exporter import FORMATS
 from segnet_tf.export.tflite import ModelInfo
-
-from edge_demo.runtime import EDGETPU_CUSTOM_OP, resolve_model_path
 
 
 def info(**changes) -> ModelInfo:

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+
+import segnet_tf
+from segnet_tf.data import render_scene
 from segnet_tf.export import ExportError, ExportOptions, export_model
 from segnet_tf.export.calibration import CalibrationError
 from segnet_tf.export.cli import export_command
 from segnet_tf.export.edgetpu import EDGETPU_OPS
 from segnet_tf.export.tflite import TFLiteModel, inspect_model
-
-import segnet_tf
-from segnet_tf.data import render_scene
 
 SIZE = (45, 61)
 

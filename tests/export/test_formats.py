@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from segnet_tf.export import cli
 from segnet_tf.export.exporter import FORMATS, ExportError, ExportOptions
 from segnet_tf.export.tflite import PRECISIONS
-
 from segnet_tf.layers import LOWERINGS
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+
+import segnet_tf
 from segnet_tf.export.lowering import (
     activation_peaks,
     equalize_activations,
@@ -12,8 +14,6 @@ from segnet_tf.export.lowering import (
 )
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.tflite import TFLiteModel, convert
-
-import segnet_tf
 from segnet_tf.layers import (
     ACTIVATION_RANGE,
     FLOAT_STEP_GAIN,

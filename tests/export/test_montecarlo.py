@@ -8,12 +8,12 @@ import json
 import keras
 import numpy as np
 import pytest
-from segnet_tf.export import ExportError, ExportOptions, export_model
-from segnet_tf.export.montecarlo import dropout_masks, reference_model
-from segnet_tf.export.tflite import TFLiteModel, inspect_model
 
 import segnet_tf
 from segnet_tf.data import render_scene
+from segnet_tf.export import ExportError, ExportOptions, export_model
+from segnet_tf.export.montecarlo import dropout_masks, reference_model
+from segnet_tf.export.tflite import TFLiteModel, inspect_model
 
 SIZE = (48, 64)  # the shared monte_carlo_export fixture's (tests/conftest.py)
 # Dropout inputs of SegNet-Basic at 48x64 with 8 filters: after the poolings of stages 2, 3, 4

@@ -12,6 +12,9 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+
+import segnet_tf
+from segnet_tf.data import render_scene
 from segnet_tf.export import ExportError, ExportOptions, export_model
 from segnet_tf.export.cli import export_command
 from segnet_tf.export.lowering import lower_model
@@ -23,9 +26,6 @@ from segnet_tf.export.onnx import (
     float16_copy,
     tensorrt_problems,
 )
-
-import segnet_tf
-from segnet_tf.data import render_scene
 from segnet_tf.layers import FLOAT_STEP_GAIN
 
 SIZE = (45, 61)

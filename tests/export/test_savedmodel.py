@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+
 from segnet_tf.export.savedmodel import save_serving_model
 
 

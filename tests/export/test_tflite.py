@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
+
 from segnet_tf.export.edgetpu import edgetpu_problems
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
 
