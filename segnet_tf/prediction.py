@@ -250,9 +250,10 @@ def resolve_model(model: keras.Model | str | Path | None) -> keras.Model:
     if model is None:
         if not DEFAULT_MODEL.is_file():
             raise FileNotFoundError(
-                f"no --model given and the default model {DEFAULT_MODEL} does not exist; train one "
-                "with `segnet-tf train --data <camvid dir> --out runs/camvid` and pass "
-                "--model runs/camvid/best.keras (or export one to that path)"
+                f"no --model given and the shipped model is not at {DEFAULT_MODEL} (it is in a "
+                "checkout of segnet-tf, not in an installed package): pass --model "
+                "<checkout>/models/segnet-lite-camvid, or a model of your own, e.g. "
+                "--model runs/camvid after `segnet-tf train --data <camvid dir> --out runs/camvid`"
             )
         model = DEFAULT_MODEL
     return load_model(model)
