@@ -163,8 +163,8 @@ def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
     "crop_size",
     callback=parse_size,
     metavar="HxW",
-    help="Train on random HxW crops at the --input-size scale (default: whole images); "
-    "validation and export use whole images.",
+    help="Train on random HxW crops at the --input-size scale (default: at most 240x320; "
+    "pass the input size for whole images); validation and export use whole images.",
 )
 @click.option(
     "--augment",
@@ -195,7 +195,7 @@ def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
 )
 @click.option(
     "--class-weights",
-    default="median",
+    default="sqrt-median",
     show_default=True,
     help="median | sqrt-median | none | FILE (JSON list or one weight per line).",
 )

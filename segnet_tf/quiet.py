@@ -15,7 +15,9 @@ choice is made here, from the process' own command line:
 - the library, imported by any other program: ``TF_CPP_MIN_LOG_LEVEL=2`` (info and warnings off),
   nothing else touched.
 
-A ``TF_CPP_MIN_LOG_LEVEL`` set by the user always wins.
+A ``TF_CPP_MIN_LOG_LEVEL`` set by the user always wins. LiteRT's interpreter ignores that variable
+and announces its XNNPACK delegate on descriptor 2 whenever it allocates: :func:`native_notices`
+holds that back too (CLI and library alike), except under ``--verbose``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 CLI_SCRIPT = "segnet-tf"
@@ -73,6 +75,13 @@ def import_tensorflow() -> None:
     with held_back_stderr() if quiet else _nothing():
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
+
+
+def native_notices() -> AbstractContextManager[None]:
+    """Hold back a native runtime's notices for a block (LiteRT's "INFO: Created TensorFlow Lite
+    XNNPACK delegate for CPU." when an interpreter allocates), unless the CLI runs --verbose."""
+    args = cli_args()
+    return _nothing() if args is not None and verbose_requested(args) else held_back_stderr()
 
 
 @contextmanager

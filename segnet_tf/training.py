@@ -54,6 +54,9 @@ LOGGER = logging.getLogger(__name__)
 
 SYNTHETIC_INPUT_SIZE = (96, 128)
 DATASET_INPUT_SIZE = (360, 480)  # the paper's CamVid resolution
+# Largest default training crop: two thirds of a 360x480 frame, 1.8x cheaper per image than the
+# whole frame at the same scale (the recipe screened across drives, models/segnet-lite-camvid).
+DEFAULT_MAX_CROP = (240, 320)
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 MONITOR = "val_miou"
 
@@ -65,7 +68,8 @@ class TrainConfig:
     ``data`` None trains on the built-in synthetic road scenes (``synthetic_train`` /
     ``synthetic_val`` of them). ``input_size`` None means 96x128 for synthetic data and the paper's
     360x480 otherwise; it is the size the model is validated and exported at, and ``crop_size``
-    (default: the same) the size of the random training crops taken at that scale. ``augment`` is
+    the size of the random training crops taken at that scale (None: at most 240x320, whole
+    images when the input is smaller or augmentation is off). ``augment`` is
     a name in :data:`segnet_tf.data.pipeline.AUGMENTATIONS`; ``dropout`` adds Bayesian SegNet's
     dropout to the deepest stages. ``batch_size`` is global (split across replicas).
     ``class_weights`` is ``median``, ``sqrt-median``, ``none`` or a file of weights.
@@ -80,7 +84,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
     epochs: int = 5
     batch_size: int = 8
-    class_weights: str = "median"
+    class_weights: str = "sqrt-median"
     encoder_weights: str = "none"
     init_weights: str | None = None
     strategy: str = "auto"
@@ -156,6 +160,8 @@ def train(
     keras.utils.set_random_seed(config.seed)
 
     dataset = open_training_data(config)
+    if not config.resume:  # runs stored before the default crop keep their whole images
+        config = replace(config, crop_size=resolve_crop_size(config))
     config = replace(config, input_size=resolve_input_size(config))
     train_samples, val_samples = train_val_samples(dataset, config.seed)
     weights = resolve_class_weights(config.class_weights, dataset)
@@ -381,6 +387,18 @@ def resolve_input_size(config: TrainConfig) -> tuple[int, int]:
     if config.input_size is not None:
         return tuple(config.input_size)
     return SYNTHETIC_INPUT_SIZE if config.data is None else DATASET_INPUT_SIZE
+
+
+def resolve_crop_size(config: TrainConfig) -> tuple[int, int] | None:
+    """The training crop: ``crop_size`` if given, else at most :data:`DEFAULT_MAX_CROP`; None
+    (whole images) when that is the whole input or there is no augmentation to crop with."""
+    if config.crop_size is not None:
+        return tuple(config.crop_size)
+    size = resolve_input_size(config)
+    crop = tuple(min(s, m) for s, m in zip(size, DEFAULT_MAX_CROP, strict=True))
+    if crop == size or resolve_augmentation(config.augment) is None:
+        return None
+    return crop
 
 
 def train_val_samples(dataset: Dataset, seed: int) -> tuple[list, list]:

@@ -1,5 +1,6 @@
-"""The cross-drive table of a recipe screening (``screen.sh``): one row per lever, scored on the
-held-out drive, best (held-out-selected) and last epoch, with the per-class IoU of the last.
+"""The cross-drive table of a recipe screening (``screen.sh``): one row per run, scored on the
+held-out drive, best (held-out-selected) and last epoch, with the per-class IoU of the last; the
+run it started from (``scratch`` or its ``--init-weights`` run) and its own epochs.
 
 Usage: python models/segnet-lite-camvid/screen_table.py RUNS_DIR > table.md
 """
@@ -21,8 +22,11 @@ def row(run: Path) -> tuple[list[str], list[str]] | None:
         return None
     b, t = json.loads(best.read_text()), json.loads(last.read_text())
     state = json.loads((run / "state.json").read_text())
+    init = json.loads((run / "config.json").read_text())["train"]["init_weights"]
     cells = [
         run.name,
+        "scratch" if init is None else Path(init).parent.name,
+        str(state["epoch"]),
         f"{pct(b['miou'])} (epoch {state['best_epoch']})",
         pct(t["miou"]),
         pct(t["global_accuracy"]),
@@ -37,7 +41,7 @@ def main(runs: Path) -> str:
     if not rows:
         return f"{runs}: no finished screening run (eval_best.json and eval_last.json)"
     classes = rows[0][1]
-    header = ["lever", "best mIoU", "last mIoU", "last G", "last C", *classes]
+    header = ["run", "from", "epochs", "best mIoU", "last mIoU", "last G", "last C", *classes]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells, _ in rows]
     return "\n".join(lines)

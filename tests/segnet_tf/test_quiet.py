@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
-from segnet_tf.quiet import cli_args, held_back_stderr, log_level, verbose_requested
+from segnet_tf.quiet import (
+    cli_args,
+    held_back_stderr,
+    log_level,
+    native_notices,
+    verbose_requested,
+)
 
 PYTHON = sys.executable
 
@@ -39,3 +46,14 @@ def test_native_writes_to_stderr_are_held_back_and_replayed_on_failure(capfd):
     assert capfd.readouterr().err == "why the import failed\n"
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"  # the descriptor is restored
+
+
+def test_litert_notices_are_held_back(capfd):
+    from segnet_tf.export.tflite import TFLiteModel
+
+    model = Path(__file__).parents[1] / "edge_demo" / "fixtures" / "model_int8.tflite"
+    TFLiteModel(model.read_bytes())
+    assert "XNNPACK" not in capfd.readouterr().err
+    with native_notices():
+        os.write(2, b"held\n")
+    assert capfd.readouterr().err == ""

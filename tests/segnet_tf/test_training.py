@@ -37,6 +37,7 @@ from segnet_tf.training import (
     make_strategy,
     read_state,
     resolve_class_weights,
+    resolve_crop_size,
     train,
     train_val_samples,
 )
@@ -85,7 +86,8 @@ def test_short_synthetic_run_lowers_the_loss_and_writes_the_run(tiny_run):
     }
     assert info["train"]["epochs"] == 2 and info["train"]["data"] is None
     assert info["dataset"]["class_names"] == list(CAMVID.class_names)
-    assert info["class_weights"] == list(CAMVID.class_weights)  # "median": the config's own
+    # the default "sqrt-median": square roots of the config's own median-frequency weights
+    np.testing.assert_allclose(info["class_weights"], np.sqrt(CAMVID.class_weights), rtol=1e-12)
 
     # best.keras is the float32 inference model: it loads without our loss and predicts logits.
     best = load_model(run / "best.keras")
@@ -174,6 +176,17 @@ THREE = DatasetConfig(
     colours=((0, 0, 0), (1, 1, 1), (2, 2, 2)),
     void_id=255,
 )
+
+
+def test_default_crop_is_at_most_240x320_at_the_input_scale():
+    crop = lambda **kw: resolve_crop_size(TrainConfig(out="r", data="d", **kw))  # noqa: E731
+    assert crop() == (240, 320)  # the paper's 360x480 frames
+    assert crop(input_size=(720, 960)) == (240, 320)
+    assert crop(input_size=(180, 480)) == (180, 320)  # cropped in width only
+    assert crop(input_size=(180, 240)) is None  # smaller than the crop: whole images
+    assert crop(augment="none") is None  # no random crops without augmentation
+    assert crop(crop_size=(120, 160)) == (120, 160)
+    assert resolve_crop_size(TrainConfig(out="r")) is None  # synthetic 96x128
 
 
 def test_class_weights(tmp_path):
