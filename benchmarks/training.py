@@ -54,6 +54,9 @@ def compiled(model: keras.Model, jit: bool) -> keras.Model:
     if jit and not model.jit_compile:
         said = "; ".join(str(w.message) for w in caught) or "jit_compile was turned off"
         raise RuntimeError(f"Keras runs it without XLA: {said}")
+    # Slots created inside the first traced step make tf.function trace (and XLA compile) it
+    # twice: build them now, as segnet_tf.training does.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

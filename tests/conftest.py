@@ -1,5 +1,6 @@
-"""Shared fixtures: the real CamVid folder (when present), quiet TensorFlow logs, and a Monte Carlo
-export that the exporter's and the demo's tests share (converting costs tens of seconds)."""
+"""Shared fixtures: the real CamVid folder (when present), quiet TensorFlow logs, unoptimised XLA
+code, and a Monte Carlo export that the exporter's and the demo's tests share (converting costs
+tens of seconds)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# XLA without LLVM's optimisation passes: tests check that a graph compiles and runs under XLA (the
+# benchmarks' training rows), never how fast the compiled code is, and those passes are most of
+# the compile time (the lowered SegNet-Basic's gradients: 18 s -> 3 s on 2 cores). Read at the
+# first XLA compile, and inherited by the subprocesses the tests start.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    os.environ["XLA_FLAGS"] = flags.strip()
 
 REPO = Path(__file__).resolve().parents[1]
 
