@@ -40,7 +40,7 @@ from benchmarks.timing import environment
 from segnet_tf.data import open_dataset
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import build_model
-from segnet_tf.models.costs import measure_forward
+from segnet_tf.models.costs import forward_ms, forward_peak_mb
 from segnet_tf.models.decoders import BASIC_DECODERS, DECODERS, TABLE_1, kept_bytes
 from segnet_tf.training import TrainConfig, train
 
@@ -167,7 +167,8 @@ def run_variant(args: argparse.Namespace, decoder: str, split: str, log) -> dict
 def costs(decoder: str, size: tuple[int, int], reps: int) -> dict:
     """Parameters, kept encoder memory and forward time (batch 1) at ``size``."""
     model = build_model(PRESET, (*size, 3), NUM_CLASSES, decoder=decoder)
-    ms, peak = measure_forward(model, size, reps) if reps > 0 else (None, None)
+    ms = forward_ms(model, size, reps) if reps > 0 else None
+    peak = forward_peak_mb(PRESET, decoder, size, NUM_CLASSES) if reps > 0 else None
     return {
         "params": model.count_params(),
         "kept_bytes": kept_bytes(model, decoder),

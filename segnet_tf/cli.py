@@ -295,7 +295,7 @@ def train_command(
       segnet-tf train --data ../shared/camvid --model segnet-basic --decoder fcn \\
           --input-size 180x240 --out runs/fcn            # a decoder of the paper's study
       segnet-tf train --data my_roads --init-weights models/segnet-lite-camvid/model.keras \\
-          --input-size 180x240 --epochs 20 --out runs/mine   # fine-tune the shipped model
+          --epochs 20 --out runs/mine                        # fine-tune the shipped model
       segnet-tf train --workers 2 --out runs/mw          # two local worker processes
     """
     if workers > 1:
@@ -666,7 +666,7 @@ def models_command(decoders, model_names, input_size, reps) -> None:
     click.echo(
         f"per {input_size[0]}x{input_size[1]} image, batch 1; kept: encoder output the decoder "
         "holds (2-bit switches, float32 maps); ms: median of "
-        f"{reps} graph-mode passes; peak: resident-set growth during one pass"
+        f"{reps} graph-mode passes; peak: TensorFlow's allocations above the weights in one pass"
     )
     click.echo(COST_HEADER)
     for cost in decoder_costs(model_names or None, input_size, reps=max(reps, 1), measure=reps > 0):

@@ -4,24 +4,27 @@ peak memory of a forward pass measured on this machine (``segnet-tf models --dec
 Kept memory is counted from the model's shapes (:func:`segnet_tf.models.decoders.kept_bytes`);
 the paper's Table 1 gives the same idea as a "storage multiplier" of the first encoder stage only.
 
-Peak memory is the growth of this process's resident set (Linux ``VmHWM``, reset through
-``/proc/self/clear_refs``) during one graph-mode forward pass at batch 1, after a warm-up pass: the
-activations TensorFlow allocates, including the encoder maps a decoder holds until it needs them.
-glibc's malloc is first told to hand every block above 128 KiB straight back to the system
-(``M_MMAP_THRESHOLD``, then ``malloc_trim``), so the memory a previous pass freed and kept does
-not hide this one's. Elsewhere
-than Linux with glibc the figure is ``None``.
+Peak memory is the most TensorFlow's allocator holds during one graph-mode forward pass at batch 1,
+after a warm-up pass, above what it held before (the weights): the activations, including the
+encoder maps a decoder keeps until it needs them, and the kernels' working buffers. It is measured
+in a child process started with TensorFlow's BFC allocator on the CPU, whose statistics
+(``tf.config.experimental.get_memory_info``) count every tensor it hands out. The process's resident
+set is no measure of it: oneDNN's kernels on AVX-512 CPUs reuse buffers that an earlier pass left
+mapped, so the resident set grew by a quarter of the first stage's output there, and by more than
+that output on AVX2.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import logging
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -29,8 +32,21 @@ import tensorflow as tf
 from segnet_tf.models.decoders import kept_bytes
 from segnet_tf.models.registry import PRESETS, build_model
 
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-MMAP_THRESHOLD = 128 * 1024  # glibc's default, pinned (by default it grows with freed blocks)
+# Run in the child: argv = preset, decoder, height, width, classes; prints the peak in MiB.
+_PEAK_CHILD = """
+import json, sys
+import tensorflow as tf
+from segnet_tf.models import build_model
+preset, decoder, h, w, k = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+model = build_model(preset, (h, w, 3), k, decoder=decoder)
+forward = tf.function(lambda x: model(x, training=False))
+image = tf.zeros((1, h, w, 3))
+forward(image).numpy()
+tf.config.experimental.reset_memory_stats("CPU:0")
+held = tf.config.experimental.get_memory_info("CPU:0")["current"]
+forward(image).numpy()
+print(json.dumps((tf.config.experimental.get_memory_info("CPU:0")["peak"] - held) / 2**20))
+"""
 
 
 @dataclass(frozen=True)
@@ -40,48 +56,15 @@ class DecoderCost:
     params: int
     kept_bytes: int
     forward_ms: float | None  # median of the timed passes
-    peak_mb: float | None  # resident-set growth during one pass; None where not measurable
+    peak_mb: float | None  # allocator's peak above the weights during one pass
 
 
-def resident_kb(field: str) -> int | None:
-    """``VmRSS`` / ``VmHWM`` of this process in KiB (Linux), else None."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak() -> bool:
-    """Set the resident-set high-water mark back to the current size (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def return_freed_memory() -> bool:
-    """Make glibc unmap every freed block above 128 KiB at once, and give back what it holds now
-    (see the module docstring); False where there is no glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    pinned = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    libc.malloc_trim(0)
-    return pinned
-
-
-def measure_forward(model, input_size: tuple[int, int], reps: int) -> tuple[float, float | None]:
-    """Median milliseconds of ``reps`` graph-mode passes at batch 1, and the peak MB of one."""
+def forward_ms(model, input_size: tuple[int, int], reps: int) -> float:
+    """Median milliseconds of ``reps`` graph-mode passes at batch 1, after a warm-up pass."""
     image = tf.constant(
         np.random.default_rng(0).uniform(0, 255, (1, *input_size, 3)).astype(np.float32)
     )
     forward = tf.function(lambda x: model(x, training=False))
-    measurable = return_freed_memory()
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel(logging.ERROR)  # a new function per model is the point: no retracing warning
@@ -89,19 +72,27 @@ def measure_forward(model, input_size: tuple[int, int], reps: int) -> tuple[floa
         forward(image).numpy()  # trace and warm up
     finally:
         logger.setLevel(level)
-    peak = None
-    if measurable and return_freed_memory() and reset_peak():
-        before = resident_kb("VmRSS")
-        forward(image).numpy()
-        high = resident_kb("VmHWM")
-        if before is not None and high is not None:
-            peak = (high - before) / 1024
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         forward(image).numpy()
         times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times), peak
+    return 1000 * statistics.median(times)
+
+
+def forward_peak_mb(
+    preset: str, decoder: str, input_size: tuple[int, int], num_classes: int
+) -> float | None:
+    """Peak MiB TensorFlow allocates above the weights in one forward pass at batch 1 (see the
+    module docstring), measured in a child process; None if the child fails."""
+    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [preset, decoder, *map(str, input_size), str(num_classes)]
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_CHILD, *args], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return None
+    return float(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def decoder_costs(
@@ -117,7 +108,8 @@ def decoder_costs(
             raise ValueError(f"unknown model {preset!r}; choose one of: {', '.join(PRESETS)}")
         for decoder in PRESETS[preset].decoders:
             model = build_model(preset, (*input_size, 3), num_classes, decoder=decoder)
-            ms, peak = measure_forward(model, input_size, reps) if measure else (None, None)
+            ms = forward_ms(model, input_size, reps) if measure else None
+            peak = forward_peak_mb(preset, decoder, input_size, num_classes) if measure else None
             yield DecoderCost(
                 preset, decoder, model.count_params(), kept_bytes(model, decoder), ms, peak
             )

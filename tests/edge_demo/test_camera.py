@@ -87,7 +87,9 @@ def test_max_frames_and_mask_view(edge_models, clip, tmp_path):
     )  # fmt: skip
     assert summary["frames"] == 5 and summary["stopped_by"] == "max-frames"
     assert len(list(out.glob("*.png"))) == 5
-    mask = cv2.imread(str(out / "frame_000004.png"))[60:, 80:].reshape(-1, 3)
+    # below the HUD: its 5 lines cover rows 4-79 of a 120-row frame, and its width grows with the
+    # FPS figure (3 digits on a fast CPU), so only its height is fixed
+    mask = cv2.imread(str(out / "frame_000004.png"))[80:].reshape(-1, 3)
     palette = {
         tuple(c)
         for c in colour_lut(
