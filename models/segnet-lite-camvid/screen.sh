@@ -4,8 +4,9 @@
 # EPOCHS epochs of 240x320 crops at the 360x480 scale, batch 8, a full warmup + cosine schedule;
 # every score at the labels' 360x480.
 # Usage: bash models/segnet-lite-camvid/screen.sh [CAMVID_DIR] [RUNS_DIR] [EPOCHS] [LEVER ...]
-# With FROM=RUN_DIR every lever starts from that run's last.keras (a fresh warmup + cosine, seed 1)
-# and its run is named LEVER-TOTAL, TOTAL = EPOCHS + the epochs FROM's chain already trained.
+# Runs are named LEVER-TOTAL, TOTAL the epochs of their chain. With FROM=RUN_DIR every lever starts
+# from that run's last.keras (a fresh warmup + cosine, seed 1): TOTAL = EPOCHS + FROM's TOTAL;
+# NAME=TEXT names it TEXT-TOTAL instead (e.g. a 360x480 stage forked from an input-180x240 run).
 # Runs already finished are skipped and interrupted ones resumed, so rerunning continues.
 set -euo pipefail
 data=${1:-../shared/camvid}
@@ -18,7 +19,7 @@ split="$runs/split-0006R0"
 [ -f "$split/val.txt" ] || segnet-tf data split --data "$data" --by-drive --holdout 0006R0 --out "$split"
 base=(--data "$split" --model segnet-lite --input-size 360x480 --crop 240x320 --batch-size 8
   --lr 1e-3 --epochs "$epochs" --class-weights sqrt-median --augment default)
-suffix="" start=(--seed 0)
+suffix="-$epochs" start=(--seed 0)
 if [ -n "${FROM:-}" ]; then
   # the epochs FROM's chain has trained: the N of its name LEVER-N, else the rows of its history
   if [[ $(basename "$FROM") =~ -([0-9]+)$ ]]; then before=${BASH_REMATCH[1]}
@@ -35,7 +36,7 @@ for lever in "${levers[@]}"; do
     input-180x240) extra=(--input-size 180x240 --crop 180x240) ;;  # the shipped model's size
     *) echo "unknown lever $lever" >&2; exit 2 ;;
   esac
-  out="$runs/$lever$suffix"
+  out="$runs/${NAME:-$lever}$suffix"
   if [ -f "$out/state.json" ]; then
     segnet-tf train --out "$out" --resume
   else
