@@ -33,7 +33,7 @@ for lever in "${levers[@]}"; do
     median-weights) extra=(--class-weights median) ;;
     dropout) extra=(--dropout) ;;
     weight-decay) extra=(--weight-decay 5e-4) ;;
-    input-180x240) extra=(--input-size 180x240 --crop 180x240) ;;  # the shipped model's size
+    input-180x240) extra=(--input-size 180x240 --crop 180x240) ;;  # stage 1 of the shipped recipe
     *) echo "unknown lever $lever" >&2; exit 2 ;;
   esac
   out="$runs/${NAME:-$lever}$suffix"

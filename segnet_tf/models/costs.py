@@ -10,7 +10,7 @@ encoder maps a decoder keeps until it needs them, and the kernels' working buffe
 in a child process started with TensorFlow's BFC allocator on the CPU, whose statistics
 (``tf.config.experimental.get_memory_info``) count every tensor it hands out. The process's resident
 set is no measure of it: oneDNN's kernels on AVX-512 CPUs reuse buffers that an earlier pass left
-mapped, so the resident set grew by a quarter of the first stage's output there, and by more than
+mapped, so the resident set grew by a fifth of the first stage's output there, and by more than
 that output on AVX2.
 """
 
@@ -86,6 +86,7 @@ def forward_peak_mb(
     """Peak MiB TensorFlow allocates above the weights in one forward pass at batch 1 (see the
     module docstring), measured in a child process; None if the child fails."""
     env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)  # segnet_tf as this process imports it
     args = [preset, decoder, *map(str, input_size), str(num_classes)]
     done = subprocess.run(
         [sys.executable, "-c", _PEAK_CHILD, *args], env=env, capture_output=True, text=True
