@@ -4,18 +4,21 @@ memory it keeps, forward time) and the paper's own figures in a separate, labell
 
 Each variant trains through :func:`segnet_tf.training.train` (the code ``segnet-tf train`` runs)
 into ``OUT/<decoder>/``, a run folder like any other: ``--resume`` continues the unfinished ones
-and skips the finished, so a killed study loses at most an epoch. Scores come from the run's
-``best.keras`` (selected on val) on the test split when the dataset has one, else on val.
+and skips the finished, so a killed study loses at most an epoch. With a test split, the run's
+``best.keras`` (selected on val) is scored on test; without one, val cannot both select and score,
+so the last epoch's ``last.keras`` is scored on val. Point ``--data`` at a drive-held-out split
+(``segnet-tf data split --by-drive``) to score on a road training never saw.
 
 Our numbers are not the paper's: it trains at 360x480 until convergence and scores on CamVid's
 233 test images; the default here is a reduced size and epoch count that fits a 2-core CPU (see
 docs/decoders.md), so only comparisons between our own rows mean something.
 
 Run from the repository root:
-    python -m benchmarks.decoder_study --data ../shared/camvid --out runs/decoder-study
-    python -m benchmarks.decoder_study --data ../shared/camvid --out runs/decoder-study --resume
+    segnet-tf data split --data ../shared/camvid --by-drive --holdout 0006R0 --out runs/split-0006R0
+    python -m benchmarks.decoder_study --data runs/split-0006R0 --out runs/decoder-study
+    python -m benchmarks.decoder_study --data runs/split-0006R0 --out runs/decoder-study --resume
     # full scale (GPU): the paper's size
-    python -m benchmarks.decoder_study --data ../shared/camvid --out runs/decoder-study-full \
+    python -m benchmarks.decoder_study --data runs/split-0006R0 --out runs/decoder-study-full \
         --input-size 360x480 --epochs 100 --batch-size 12
     # smoke (a minute): 2 variants, 1 epoch, 32x32 synthetic scenes, everything under --out
     python -m benchmarks.decoder_study --smoke --out /tmp/decoder-study
@@ -147,7 +150,9 @@ def run_variant(args: argparse.Namespace, decoder: str, split: str, log) -> dict
     seconds = done.get("train_seconds", 0.0) + time.perf_counter() - start
     if done.get("epochs") == result.epochs and done.get("split") == split:
         return done
-    model_path = result.best_path if result.best_path.is_file() else result.last_path
+    model_path = (
+        result.best_path if split == "test" and result.best_path.is_file() else result.last_path
+    )
     scores = evaluate(model_path, None, split=split, batch_size=args.batch_size)
     row = {
         "decoder": decoder,
@@ -157,6 +162,7 @@ def run_variant(args: argparse.Namespace, decoder: str, split: str, log) -> dict
         "train_seconds": round(seconds, 1),
         "split": split,
         "model": str(model_path),
+        "checkpoint": model_path.stem,
         **{k: scores[k] for k in ("global_accuracy", "class_accuracy", "miou", "bf_score")},
         "per_class_iou": scores["per_class_iou"],
     }
@@ -219,8 +225,8 @@ def markdown(result: dict) -> str:
         [
             f"Decoder study: {PRESET} on {s['data'] or 'synthetic scenes'}, trained at "
             f"{s['input_size'][0]}x{s['input_size'][1]} for {epochs(s)} (batch "
-            f"{s['batch_size']}, AdamW lr {s['lr']}, median-frequency class weights), scored on "
-            f"{s['split']} at the training size, in %.",
+            f"{s['batch_size']}, AdamW lr {s['lr']}, median-frequency class weights), the "
+            f"{s['checkpoint']} scored on {s['split']} at the training size, in %.",
             "",
             "The paper's columns: CamVid test split, 360x480, trained to convergence (Table 1, "
             "median-frequency balancing); ours are on another split and size, so compare our rows "
@@ -373,6 +379,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
             "lr": args.lr,
             "seed": args.seed,
             "split": split,
+            "checkpoint": "checkpoint best on val" if split == "test" else "last epoch",
             "cost_size": list(cost_size),
         },
         "rows": rows,
