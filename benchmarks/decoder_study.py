@@ -137,8 +137,11 @@ def train_config(args: argparse.Namespace, decoder: str) -> TrainConfig:
     )
 
 
-def run_variant(args: argparse.Namespace, decoder: str, split: str, log) -> dict:
-    """Train (or resume, or skip) one variant and score it; kept in ``OUT/<decoder>/study.json``."""
+def run_variant(
+    args: argparse.Namespace, decoder: str, split: str, cost_size: tuple[int, int], log
+) -> dict:
+    """Train (or resume, or skip) one variant, score it and measure its costs; the row is kept in
+    ``OUT/<decoder>/study.json``, so resuming a finished study only redraws the table and figure."""
     config = train_config(args, decoder)
     run_dir = Path(config.out)
     cache = run_dir / "study.json"
@@ -148,7 +151,7 @@ def run_variant(args: argparse.Namespace, decoder: str, split: str, log) -> dict
     log(f"{decoder}: {'resuming' if resume else 'training'} {run_dir}")
     result = train(TrainConfig(out=config.out, resume=True) if resume else config, verbose=0)
     seconds = done.get("train_seconds", 0.0) + time.perf_counter() - start
-    if done.get("epochs") == result.epochs and done.get("split") == split:
+    if done.get("epochs") == result.epochs and done.get("split") == split and "params" in done:
         return done
     model_path = (
         result.best_path if split == "test" and result.best_path.is_file() else result.last_path
@@ -161,10 +164,10 @@ def run_variant(args: argparse.Namespace, decoder: str, split: str, log) -> dict
         "best_epoch": result.best_epoch,
         "train_seconds": round(seconds, 1),
         "split": split,
-        "model": str(model_path),
-        "checkpoint": model_path.stem,
+        "checkpoint": model_path.name,  # in OUT/<decoder>/
         **{k: scores[k] for k in ("global_accuracy", "class_accuracy", "miou", "bf_score")},
         "per_class_iou": scores["per_class_iou"],
+        **costs(decoder, cost_size, args.reps),
     }
     cache.write_text(json.dumps(row, indent=2))
     return row
@@ -226,7 +229,7 @@ def markdown(result: dict) -> str:
             f"Decoder study: {PRESET} on {s['data'] or 'synthetic scenes'}, trained at "
             f"{s['input_size'][0]}x{s['input_size'][1]} for {epochs(s)} (batch "
             f"{s['batch_size']}, AdamW lr {s['lr']}, median-frequency class weights), the "
-            f"{s['checkpoint']} scored on {s['split']} at the training size, in %.",
+            f"{s['checkpoint']} scored on {scored_on(s)} at the training size, in %.",
             "",
             "The paper's columns: CamVid test split, 360x480, trained to convergence (Table 1, "
             "median-frequency balancing); ours are on another split and size, so compare our rows "
@@ -244,6 +247,12 @@ def markdown(result: dict) -> str:
 def epochs(settings: dict) -> str:
     n = settings["epochs"]
     return f"{n} epoch{'s' if n != 1 else ''}"
+
+
+def scored_on(settings: dict) -> str:
+    """The scored split, with the dataset folder it belongs to (a drive split names its drive)."""
+    data = settings["data"]
+    return settings["split"] + (f" of {Path(data).name}" if data else "")
 
 
 def pct(v: float | None) -> float | None:
@@ -293,13 +302,18 @@ def panel(points: list[tuple[str, float, float]], title: str, x_label: str) -> n
         _, v = at(0, tick)
         cv2.line(img, (x0, v), (x1, v), GREY, 1)
         cv2.putText(img, f"{tick:g}", (x0 - 30, v + 4), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
-    placed: list[tuple[int, int, int, int]] = []
+    placed: list[tuple[int, int, int, int]] = []  # boxes a label must not cover: points, labels
     for name, x, y in points:
         u, v = at(x, y)
         cv2.circle(img, (u, v), 5, FAMILY_COLOURS[family(name)], -1, cv2.LINE_AA)
+        placed.append((u - 6, v - 6, u + 6, v + 6))
+    for name, (u, v) in label_groups([(n, at(x, y)) for n, x, y in points]):
         (tw, th), _ = cv2.getTextSize(name, FONT, 0.38, 1)
-        left, top_y = label_position(u, v, tw, th, placed, (x0, x1))
+        left, top_y, moved = label_position(u, v, tw, th, placed, (x0, x1))
         placed.append((left, top_y, left + tw, top_y + th))
+        if moved:  # a leader from the point to its label
+            near = left if left > u else left + tw
+            cv2.line(img, (u, v), (near, top_y + th // 2), GREY, 1, cv2.LINE_AA)
         cv2.putText(img, name, (left, top_y + th), FONT, 0.38, BLACK, 1, cv2.LINE_AA)
     cv2.putText(img, title, (x0, 26), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
     u = x0
@@ -314,16 +328,33 @@ def panel(points: list[tuple[str, float, float]], title: str, x_label: str) -> n
     return img
 
 
-def label_position(u: int, v: int, tw: int, th: int, placed: list, span: tuple) -> tuple[int, int]:
-    """Top-left corner of a point's label: beside it, on the first side that overlaps no label
-    already placed and stays inside the plot."""
-    right, left = u + 8, u - 8 - tw
-    candidates = [(right, v - th - 4), (right, v + 4), (left, v - th - 4), (left, v + 4)]
+def label_groups(points: list[tuple[str, tuple[int, int]]]) -> list[tuple[str, tuple[int, int]]]:
+    """Labels from the top of the plot down; points that (nearly) coincide on screen share one
+    label, "a / b", top point first, so no label sits beside the wrong point."""
+    groups: list[tuple[str, tuple[int, int]]] = []
+    for name, (u, v) in sorted(points, key=lambda p: p[1][1]):
+        last = groups[-1] if groups else None
+        if last and abs(last[1][0] - u) <= 6 and abs(last[1][1] - v) <= 8:
+            groups[-1] = (f"{last[0]} / {name}", last[1])
+        else:
+            groups.append((name, (u, v)))
+    return groups
+
+
+def label_position(
+    u: int, v: int, tw: int, th: int, placed: list, span: tuple
+) -> tuple[int, int, bool]:
+    """Top-left corner of a point's label and whether it left the point's side: level with the
+    point, right then left, on the first side that overlaps no label already placed and stays
+    inside the plot; where points crowd, a line further down or up."""
+    step, level = th + 6, v - th // 2
+    rows = [level + d for k in range(5) for d in ((k * step, -k * step) if k else (0,))]
+    candidates = [(x, y) for y in rows for x in (u + 9, u - 9 - tw)]
     inside = [c for c in candidates if span[0] <= c[0] and c[0] + tw <= span[1]] or candidates
     for x, y in inside:
         if not any(x < x1 and x + tw > x0 and y < y1 and y + th > y0 for x0, y0, x1, y1 in placed):
-            return x, y
-    return inside[0]
+            return x, y, y != level
+    return *inside[0], False
 
 
 def draw_tradeoff(result: dict, path: Path) -> None:
@@ -336,7 +367,7 @@ def draw_tradeoff(result: dict, path: Path) -> None:
     ]
     left = panel(
         ours,
-        f"this run: {s['input_size'][0]}x{s['input_size'][1]}, {epochs(s)}, {s['split']}",
+        f"this run: {s['input_size'][0]}x{s['input_size'][1]}, {epochs(s)}, {scored_on(s)}",
         f"kept encoder memory, MB per {size} image (log scale)",
     )
     right = panel(
@@ -361,8 +392,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     cost_size = args.input_size if args.smoke else PAPER_SIZE
     rows = []
     for decoder in args.decoders:
-        row = run_variant(args, decoder, split, log)
-        row.update(costs(decoder, cost_size, args.reps))
+        row = run_variant(args, decoder, split, cost_size, log)
         rows.append(row)
         log(
             f"{decoder}: G {pct(row['global_accuracy']):.1f}  C {pct(row['class_accuracy']):.1f}  "

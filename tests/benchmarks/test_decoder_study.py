@@ -44,3 +44,16 @@ def test_smoke_study_writes_table_and_picture_and_resumes(tmp_path):
     assert [r["miou"] for r in again["rows"]] == [r["miou"] for r in result["rows"]]
     # without --resume, existing runs are refused rather than overwritten
     assert decoder_study.main(["--smoke", "--out", str(out)]) == 1
+
+
+def test_coinciding_points_share_one_label_and_labels_avoid_each_other():
+    groups = decoder_study.label_groups([("a", (70, 200)), ("b", (140, 150)), ("c", (71, 204))])
+    assert groups == [("b", (140, 150)), ("a / c", (70, 200))]  # top down; a and c 4 px apart
+
+    # a label goes level with its point, right of it; blocked there, left of it; with no room on
+    # the left (the plot's edge), a line (text height + 6) lower, with a leader
+    first = decoder_study.label_position(100, 100, 40, 10, [], (0, 500))
+    assert first == (109, 95, False)
+    box = (first[0], first[1], first[0] + 40, first[1] + 10)
+    assert decoder_study.label_position(100, 102, 40, 10, [box], (0, 500)) == (51, 97, False)
+    assert decoder_study.label_position(100, 102, 40, 10, [box], (90, 500)) == (109, 113, True)
