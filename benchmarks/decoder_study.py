@@ -137,6 +137,12 @@ def train_config(args: argparse.Namespace, decoder: str) -> TrainConfig:
     )
 
 
+def selects_on_val(split: str) -> bool:
+    """Whether the scored checkpoint is the one best on val: only when val is not the split
+    being scored (val cannot both choose a checkpoint and score it)."""
+    return split != "val"
+
+
 def run_variant(
     args: argparse.Namespace, decoder: str, split: str, cost_size: tuple[int, int], log
 ) -> dict:
@@ -153,9 +159,8 @@ def run_variant(
     seconds = done.get("train_seconds", 0.0) + time.perf_counter() - start
     if done.get("epochs") == result.epochs and done.get("split") == split and "params" in done:
         return done
-    model_path = (
-        result.best_path if split == "test" and result.best_path.is_file() else result.last_path
-    )
+    best = selects_on_val(split) and result.best_path.is_file()
+    model_path = result.best_path if best else result.last_path
     scores = evaluate(model_path, None, split=split, batch_size=args.batch_size)
     row = {
         "decoder": decoder,
@@ -344,8 +349,8 @@ def label_groups(points: list[tuple[str, tuple[int, int]]]) -> list[tuple[str, t
 def label_position(
     u: int, v: int, tw: int, th: int, placed: list, span: tuple
 ) -> tuple[int, int, bool]:
-    """Top-left corner of a point's label and whether it left the point's side: level with the
-    point, right then left, on the first side that overlaps no label already placed and stays
+    """Top-left corner of a point's label and whether it moved off the point's level: level with
+    the point, right then left, on the first side that overlaps no label already placed and stays
     inside the plot; where points crowd, a line further down or up."""
     step, level = th + 6, v - th // 2
     rows = [level + d for k in range(5) for d in ((k * step, -k * step) if k else (0,))]
@@ -409,7 +414,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
             "lr": args.lr,
             "seed": args.seed,
             "split": split,
-            "checkpoint": "checkpoint best on val" if split == "test" else "last epoch",
+            "checkpoint": "checkpoint best on val" if selects_on_val(split) else "last epoch",
             "cost_size": list(cost_size),
         },
         "rows": rows,
