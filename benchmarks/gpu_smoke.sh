@@ -41,7 +41,7 @@ import keras
 from segnet_tf.training import global_dtype_policy
 
 run = Path(sys.argv[1])
-assert json.loads((run / "config.json").read_text())["train"]["mixed_precision"] is True
+assert json.loads((run / "config.json").read_text())["train"]["precision"] == "mixed_float16"
 loss = [float(r["loss"]) for r in csv.DictReader((run / "history.csv").open())]
 assert all(math.isfinite(v) for v in loss) and loss[-1] < loss[0], loss
 best = segnet_tf.load_model(run)

