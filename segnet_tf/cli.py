@@ -237,6 +237,26 @@ def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
     "name and shape, e.g. a classifier for other classes stays fresh).",
 )
 @click.option(
+    "--teacher",
+    type=click.Path(),
+    help="Distil this trained model (.keras or run folder) into the one trained: its logits "
+    "for every training frame are computed once and cached in the run folder.",
+)
+@click.option(
+    "--distill-weight",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of the loss that matches the teacher (pixel-wise KL); the rest is the labels'.",
+)
+@click.option(
+    "--distill-temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Softmax temperature of the distillation term.",
+)
+@click.option(
     "--strategy",
     type=click.Choice(["auto", "mirrored", "multiworker", "none"]),
     default="auto",
@@ -301,6 +321,9 @@ def train_command(
     freeze_encoder_epochs,
     precision,
     init_weights,
+    teacher,
+    distill_weight,
+    distill_temperature,
     strategy,
     resume,
     out,
@@ -324,6 +347,8 @@ def train_command(
           --input-size 180x240 --out runs/fcn            # a decoder of the paper's study
       segnet-tf train --data my_roads --init-weights models/segnet-lite-camvid/model.keras \\
           --epochs 20 --out runs/mine                        # fine-tune the shipped model
+      segnet-tf train --data ../shared/camvid --teacher models/segnet-camvid \\
+          --out runs/distilled                           # segnet-lite taught by segnet
       segnet-tf train --workers 2 --out runs/mw          # two local worker processes
     """
     if workers > 1:
@@ -352,6 +377,9 @@ def train_command(
         freeze_encoder_epochs=freeze_encoder_epochs,
         precision=precision,
         init_weights=init_weights,
+        teacher=teacher,
+        distill_weight=distill_weight,
+        distill_temperature=distill_temperature,
         strategy=strategy,
         resume=resume,
         seed=seed,

@@ -136,7 +136,22 @@ def _distance_to(mask: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
-def miou_metric(num_classes: int, name: str = "miou") -> keras.metrics.MeanIoU:
+def miou_metric(
+    num_classes: int, name: str = "miou", packed: bool = False
+) -> keras.metrics.MeanIoU:
     """Streaming mIoU on logits for ``fit``/``evaluate``; labels outside the classes (void) are
-    dropped by Keras' bounds check, so any void id works and the model reloads without us."""
-    return keras.metrics.MeanIoU(num_classes=num_classes, sparse_y_pred=False, name=name)
+    dropped by Keras' bounds check, so any void id works and the model reloads without us.
+    ``packed``: labels that travel before a teacher's logits (distillation)."""
+    kind = PackedLabelsMeanIoU if packed else keras.metrics.MeanIoU
+    return kind(num_classes=num_classes, sparse_y_pred=False, name=name)
+
+
+@keras.saving.register_keras_serializable(package="segnet_tf")
+class PackedLabelsMeanIoU(keras.metrics.MeanIoU):
+    """:class:`keras.metrics.MeanIoU` of ``y_true[..., 0]`` when ``y_true`` is ``[N, H, W, 1 + C]``
+    (labels, then a teacher's logits: :class:`segnet_tf.losses.DistillationLoss`)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if len(y_true.shape) == 4:
+            y_true = keras.ops.round(y_true[..., 0])
+        return super().update_state(y_true, y_pred, sample_weight)

@@ -23,6 +23,7 @@ from tensorflow.core.framework import summary_pb2
 import segnet_tf
 from segnet_tf.data import Dataset, dataset_stats, make_dataset
 from segnet_tf.data.pipeline import resolve_augmentation
+from segnet_tf.distillation import teacher_logits
 from segnet_tf.distributed import (
     DEFAULT_JOIN_TIMEOUT,
     LOST_PEER_ERRORS,
@@ -34,7 +35,7 @@ from segnet_tf.distributed import (
     describe_failure,
     join_cluster,
 )
-from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
+from segnet_tf.losses import DistillationLoss, WeightedSparseCategoricalCrossentropy
 from segnet_tf.metrics import miou_metric
 from segnet_tf.models import build_model, load_model, transfer_weights
 from segnet_tf.models.encoder_weights import calibrate_batch_norm
@@ -67,6 +68,7 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo names
 ENCODER_PREFIX = "block"  # the encoder's layers: block{stage}_conv{n}, _bn, _pool, _dropout
 CALIBRATION_BATCHES = 8  # training batches that measure a pretrained encoder's statistics
 MONITOR = "val_miou"
+TEACHER_DIR = "teacher"  # in the run folder: the teacher's cached logits
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class TrainConfig:
     (:mod:`segnet_tf.models.encoder_weights`); ``encoder_lr_mult`` scales the encoder's learning
     rate; the first ``freeze_encoder_epochs`` epochs train the decoder alone (no backward pass
     through the encoder), then every layer trains with a fresh warmup + cosine schedule.
+    ``teacher`` (a trained model) distils it into this run: the loss adds ``distill_weight`` of
+    the pixel-wise KL divergence to its logits at ``distill_temperature``
+    (:mod:`segnet_tf.distillation`).
     ``precision`` is one of :data:`PRECISIONS`, resolved once and stored. ``decoder`` is one of the
     preset's decoders (:mod:`segnet_tf.models.decoders`). With ``resume`` every option comes from
     the run's own ``config.json``.
@@ -101,6 +106,9 @@ class TrainConfig:
     encoder_lr_mult: float = 1.0
     freeze_encoder_epochs: int = 0
     init_weights: str | None = None
+    teacher: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
     strategy: str = "auto"
     resume: bool = False
     seed: int = 0
@@ -190,6 +198,11 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(run_dir, run_info(config, dataset, weights, strategy))
 
+    soft = None
+    if config.teacher:
+        soft = teacher_logits(
+            config.teacher, train_samples, dataset.config, run_dir / TEACHER_DIR, config.input_size
+        )
     ds_kw = {"input_size": config.input_size, "batch_size": config.batch_size, "seed": config.seed}
     train_ds = _distributable(
         make_dataset(
@@ -198,6 +211,7 @@ def train(
             training=True,
             augment=config.augment,
             crop_size=config.crop_size,
+            soft_targets=soft,
             **ds_kw,
         )
     )
@@ -315,6 +329,14 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
         )
     if not (np.isfinite(config.encoder_lr_mult) and config.encoder_lr_mult > 0):
         raise ValueError(f"--encoder-lr-mult {config.encoder_lr_mult}: must be a number > 0")
+    if config.teacher is not None and not Path(config.teacher).exists():
+        raise FileNotFoundError(f"--teacher {config.teacher}: no such model file or run folder")
+    if config.teacher is not None and config.strategy == "multiworker":
+        raise ValueError("--teacher: distillation runs on one machine (not --strategy multiworker)")
+    if not 0 <= config.distill_weight <= 1:
+        raise ValueError(f"--distill-weight {config.distill_weight}: must be in 0..1")
+    if not (np.isfinite(config.distill_temperature) and config.distill_temperature > 0):
+        raise ValueError(f"--distill-temperature {config.distill_temperature}: must be > 0")
     if config.precision not in PRECISIONS:
         raise ValueError(f"--precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
     init = config.init_weights
@@ -322,7 +344,9 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
         raise FileNotFoundError(f"--init-weights {init}: no such model file or run folder")
     data = None if config.data is None else str(Path(config.data).resolve())
     init = None if init is None else str(Path(init).resolve())
-    return replace(config, out=str(run_dir.resolve()), data=data, init_weights=init), fresh
+    teacher = None if config.teacher is None else str(Path(config.teacher).resolve())
+    config = replace(config, data=data, init_weights=init, teacher=teacher)
+    return replace(config, out=str(run_dir.resolve())), fresh
 
 
 def run_info(
@@ -624,15 +648,26 @@ def _compiled_model(
             set_encoder_trainable(model, False)
         epochs = config.freeze_encoder_epochs if frozen else config.epochs
         num_classes = dataset.config.num_classes
-        _compile(model, make_optimizer(config, steps_per_epoch, epochs), class_weights, num_classes)
+        optimizer = make_optimizer(config, steps_per_epoch, epochs)
+        _compile(model, config, optimizer, class_weights, num_classes)
         return model
 
 
-def _compile(model: keras.Model, optimizer, class_weights: Sequence[float], num_classes: int):
+def _compile(
+    model: keras.Model,
+    config: TrainConfig,
+    optimizer: keras.optimizers.Optimizer,
+    class_weights: Sequence[float],
+    num_classes: int,
+) -> None:
+    if config.teacher:
+        loss = DistillationLoss(class_weights, config.distill_weight, config.distill_temperature)
+    else:
+        loss = WeightedSparseCategoricalCrossentropy(class_weights)
     model.compile(
         optimizer=optimizer,
-        loss=WeightedSparseCategoricalCrossentropy(class_weights),
-        metrics=[miou_metric(num_classes)],
+        loss=loss,
+        metrics=[miou_metric(num_classes, packed=bool(config.teacher))],
         jit_compile=False,  # MaxPoolWithArgmax has no XLA kernel
     )
     # Slots created inside the first traced step make tf.function trace it twice: build them now
@@ -652,10 +687,9 @@ def _unfreeze_encoder(
     LOGGER.info("epoch %d: encoder unfrozen", config.freeze_encoder_epochs)
     set_encoder_trainable(model, True)
     remaining = config.epochs - config.freeze_encoder_epochs
+    optimizer = make_optimizer(config, steps_per_epoch, remaining)
     with global_dtype_policy(config.precision):
-        _compile(
-            model, make_optimizer(config, steps_per_epoch, remaining), class_weights, num_classes
-        )
+        _compile(model, config, optimizer, class_weights, num_classes)
 
 
 def encoder_frozen(model: keras.Model) -> bool:

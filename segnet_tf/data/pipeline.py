@@ -20,6 +20,12 @@ then always covers the crop.
 
 Randomness comes from stateless ops seeded per element by ``tf.data.Dataset.random(seed)``, so a
 fixed ``seed`` gives the same batches every run (and new ones each epoch).
+
+Distillation (``soft_targets``): a teacher's logits for each sample, computed once on the clean
+frame (:mod:`segnet_tf.distillation`), go through the same scale, crop and flip as the image,
+resized bilinearly (colour jitter, blur and noise touch the image only: the student learns to
+match the teacher's view of the clean frame). The labels then travel packed with them, see
+:func:`make_dataset`.
 """
 
 from __future__ import annotations
@@ -94,8 +100,11 @@ def make_dataset(
     seed: int | None = None,
     shuffle_buffer: int = 512,
     scale_range: tuple[float, float] | None = None,
+    soft_targets: Sequence[str | Path] | None = None,
 ) -> tf.data.Dataset:
-    """Batches of ``(image float32 [B, H, W, 3] in 0..255, label int32 [B, H, W])``.
+    """Batches of ``(image float32 [B, H, W, 3] in 0..255, label int32 [B, H, W])``; with
+    ``soft_targets`` (one ``.npy`` of teacher logits ``[h, w, classes]`` per sample) the second
+    item is float32 ``[B, H, W, 1 + classes]``: the label id, then the teacher's logits.
 
     ``source`` is a list of samples (``dataset.split("train")``), or a :class:`Dataset` or dataset
     folder together with ``split``; ``config`` defaults to the dataset's. ``input_size`` is
@@ -122,12 +131,14 @@ def make_dataset(
     if crop_size is not None and aug is None and crop != tuple(input_size):
         raise ValueError("crop_size needs augmentation (random crops); without it pass input_size")
     _check_files(samples)
+    if soft_targets is not None and len(soft_targets) != len(samples):
+        raise ValueError(f"{len(soft_targets)} soft targets for {len(samples)} samples")
 
     label_dtype = tf.uint8 if _max_label_id(config) <= 255 else tf.uint16
-    ds = _decoded(samples, config, label_dtype)
+    ds = _decoded(samples, config, label_dtype, soft_targets)
     augmenting = aug is not None
     if input_size is not None and not augmenting:
-        ds = ds.map(lambda x, y: _resize(x, y, input_size), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda *pair: _resize(*pair, size=input_size), num_parallel_calls=AUTOTUNE)
     if cache:
         ds = ds.cache()
     if training:
@@ -140,14 +151,25 @@ def make_dataset(
         pad_label = 0 if config.void_id is None else config.void_id  # unused when void is None
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda pair, s: augment_pair(*pair, s, input_size, aug, pad_label, crop),
+            lambda pair, s: augment_pair(
+                pair[0], pair[1], s, input_size, aug, pad_label, crop, soft=_soft(pair)
+            ),
             num_parallel_calls=AUTOTUNE,
         )
     ds = ds.batch(batch_size, drop_remainder=training and len(samples) >= batch_size)
-    ds = ds.map(
-        lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)), num_parallel_calls=AUTOTUNE
-    )
-    return ds.prefetch(AUTOTUNE)
+    return ds.map(_model_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def _soft(element: tuple) -> tf.Tensor | None:
+    return element[2] if len(element) == 3 else None
+
+
+def _model_inputs(image, label, soft=None):
+    """float32 images; int32 labels, or labels packed before the teacher's logits."""
+    if soft is None:
+        return tf.cast(image, tf.float32), tf.cast(label, tf.int32)
+    packed = tf.concat([tf.cast(label, tf.float32)[..., None], tf.cast(soft, tf.float32)], -1)
+    return tf.cast(image, tf.float32), packed
 
 
 def unwrap_dataset_error(error: Exception) -> Exception:
@@ -203,28 +225,41 @@ def _max_label_id(config: DatasetConfig) -> int:
     return max(config.num_classes - 1, config.void_id or 0)
 
 
-def _decoded(samples: Sequence[SampleLike], config: DatasetConfig, label_dtype) -> tf.data.Dataset:
+def _decoded(
+    samples: Sequence[SampleLike],
+    config: DatasetConfig,
+    label_dtype,
+    soft_targets: Sequence[str | Path] | None = None,
+) -> tf.data.Dataset:
     np_label_dtype = label_dtype.as_numpy_dtype
 
-    def load(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def load(index: np.ndarray) -> tuple[np.ndarray, ...]:
         image, label = samples[int(index)].load(config)
-        return image, label.astype(np_label_dtype)
+        if soft_targets is None:
+            return image, label.astype(np_label_dtype)
+        soft = np.load(soft_targets[int(index)], allow_pickle=False).astype(np.float16)
+        return image, label.astype(np_label_dtype), soft
 
     def load_tf(index: tf.Tensor):
-        image, label = tf.numpy_function(load, [index], (tf.uint8, label_dtype), stateful=False)
-        image.set_shape([None, None, 3])
-        label.set_shape([None, None])
-        return image, label
+        dtypes = (tf.uint8, label_dtype) + (() if soft_targets is None else (tf.float16,))
+        loaded = tf.numpy_function(load, [index], dtypes, stateful=False)
+        shapes = ([None, None, 3], [None, None], [None, None, None])[: len(loaded)]
+        for tensor, shape in zip(loaded, shapes, strict=True):
+            tensor.set_shape(shape)
+        return tuple(loaded)
 
     return tf.data.Dataset.range(len(samples)).map(load_tf, num_parallel_calls=AUTOTUNE)
 
 
-def _resize(image: tf.Tensor, label: tf.Tensor, size: tuple[int, int]):
-    """Image bilinear, label nearest, both to ``size``; the image stays uint8 for caching."""
+def _resize(image: tf.Tensor, label: tf.Tensor, soft: tf.Tensor | None = None, *, size):
+    """Image bilinear, label nearest, both to ``size``; the image stays uint8 for caching.
+    Soft targets (logits) bilinear, kept float16."""
     resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
     image = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
     label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
-    return image, label
+    if soft is None:
+        return image, label
+    return image, label, tf.cast(tf.image.resize(tf.cast(soft, tf.float32), size), tf.float16)
 
 
 def augment_pair(
@@ -235,9 +270,11 @@ def augment_pair(
     aug: Augmentation,
     pad_label: int,
     crop: tuple[int, int] | None = None,
-) -> tuple[tf.Tensor, tf.Tensor]:
+    soft: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, ...]:
     """Random scale, colour jitter, blur and noise, pad/crop to ``crop`` and flip of one uint8
-    image and label.
+    image and label (and the same scale, crop and flip of ``soft``, the teacher's logits, which
+    are padded with zeros where the label is void).
 
     The scale is relative to ``size`` (1.0 resizes the whole image to ``size``, as evaluation
     does), so object sizes seen in training and evaluation match on average; ``crop`` (default
@@ -270,7 +307,12 @@ def augment_pair(
     flip = tf.random.stateless_uniform([], seeds[5]) < 0.5
     img = tf.cond(flip, lambda: img[:, ::-1], lambda: img)
     lab = tf.cond(flip, lambda: lab[:, ::-1], lambda: lab)
-    return img, lab
+    if soft is None:
+        return img, lab
+    logits = tf.pad(tf.image.resize(tf.cast(soft, tf.float32), [sh, sw]), paddings)
+    logits = logits[y : y + h, x : x + w]
+    logits.set_shape([h, w, soft.shape[-1]])
+    return img, lab, tf.cond(flip, lambda: logits[:, ::-1], lambda: logits)
 
 
 def _jitter_colours(image: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
