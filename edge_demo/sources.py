@@ -23,11 +23,11 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge_demo import DemoError, DemoFileNotFoundError
+from edge_demo import DemoError, DemoFileNotFoundError, images
+from edge_demo.images import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 RECONNECT_BACKOFF_S = 0.5
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -74,7 +74,8 @@ def image_paths(spec: str) -> list[Path]:
 
 
 class ImageSource:
-    """Images of a folder or glob, one frame each; unreadable files are skipped with a warning."""
+    """Images of a folder or glob, one frame each; unreadable files (corrupt, truncated, over the
+    pixel cap) are skipped with a warning."""
 
     fps = None
     dropped = 0
@@ -89,10 +90,10 @@ class ImageSource:
 
     def read(self) -> np.ndarray | None:
         for path in self._paths:
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is not None:
-                return frame
-            log.warning("skipping %s: OpenCV cannot read it as an image", path)
+            try:
+                return images.read(path)
+            except (images.ImageError, FileNotFoundError) as e:
+                log.warning("skipping %s", e)
         return None
 
     def close(self) -> None:

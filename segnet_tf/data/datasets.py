@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import yaml
 
+from edge_demo.images import IMAGE_SUFFIXES
 from segnet_tf.data.config import CAMVID, SUNRGBD, DatasetConfig, load_dataset_config
 from segnet_tf.data.io import (
     DatasetError,
@@ -36,7 +37,6 @@ from segnet_tf.data.samples import Dataset, Sample, SampleLike
 from segnet_tf.data.sunrgbd import is_sunrgbd, sunrgbd_splits
 
 SPLIT_NAMES = ("train", "val", "test")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 CONFIG_FILES = ("dataset.yaml", "dataset.yml", "dataset.json")
 _MAX_LISTED = 10
 

@@ -4,6 +4,8 @@ Everything that turns bytes into arrays (dataset files, packed records, predicti
 calibration) goes through :func:`decode_image` / :func:`decode_label`, so the conversion rules are
 the same everywhere: images become uint8 RGB (grayscale is replicated, alpha dropped, 16-bit scaled
 down); labels are single-channel class ids, or colour-coded RGB mapped through the config's palette.
+Both decode through :func:`edge_demo.images.decode`, the demo's too, which reads the format and
+pixel count from the header before OpenCV runs (a pixel bomb is one line, not a traceback).
 No TensorFlow here: the edge demo may import it.
 """
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_demo import images
 from segnet_tf.data.config import DatasetConfig
 
 
@@ -34,12 +37,15 @@ def read_bytes(path: str | Path) -> bytes:
 
 def decode_image(data: bytes, source: str) -> np.ndarray:
     """Encoded image bytes -> uint8 RGB ``[H, W, 3]``; ``source`` names the origin in errors."""
-    buf = np.frombuffer(data, np.uint8)
     # IMREAD_COLOR replicates grayscale, drops alpha and scales 16-bit to 8-bit.
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if bgr is None:
-        raise DatasetError(f"{source}: cannot decode image (empty, corrupt or unsupported format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_decode(data, source, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _decode(data: bytes, source: str, flags: int) -> np.ndarray:
+    try:
+        return images.decode(data, source, flags)
+    except images.ImageError as e:
+        raise DatasetError(str(e)) from None
 
 
 def decode_label(data: bytes, config: DatasetConfig, source: str) -> np.ndarray:
@@ -50,10 +56,7 @@ def decode_label(data: bytes, config: DatasetConfig, source: str) -> np.ndarray:
     ids, because real palettes contain grays (CamVid's Sky is 128,128,128). Ids outside
     ``0..num_classes-1`` other than the void id are an error.
     """
-    buf = np.frombuffer(data, np.uint8)
-    raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if raw is None:
-        raise DatasetError(f"{source}: cannot decode label image (empty, corrupt or unsupported)")
+    raw = _decode(data, source, cv2.IMREAD_UNCHANGED)
     if raw.ndim == 3:
         if raw.shape[2] == 1:
             raw = raw[..., 0]

@@ -7,11 +7,18 @@ of any function), and published advisories showed configs naming functions outsi
 past ``safe_mode`` (CVE-2025-1550, CVE-2025-8747, CVE-2025-9906). Legacy ``.h5`` files ignore
 ``safe_mode`` altogether (CVE-2025-9905). So, before Keras reads the file:
 
-- only ``.keras`` archives are accepted, and their ``config.json`` must be readable JSON;
-- every object the config names must be Keras's own (module ``keras`` or ``keras.*``) or one of
-  segnet-tf's registered classes (``segnet_tf>...``); Python lambdas and the layers that run code
-  or read other files (``Lambda``, ``TFSMLayer``, the torch/JAX wrappers, vocabulary lookups) are
-  refused by name;
+- only ``.keras`` archives are accepted, within a total uncompressed size and member count
+  (Keras unpacks the archive to a temporary folder, so the cap comes first), and their
+  ``config.json`` must be readable JSON;
+- every object the config names (a layer, its activation, initialisers, regularisers, the loss,
+  the optimizer: every field Keras turns into a callable) is resolved, without importing anything,
+  to what Keras would build and must be on one allow-list: a Keras *modelling* class (a layer,
+  initialiser, regulariser, constraint, loss, metric, optimizer, schedule or dtype policy), a
+  function of a Keras modelling namespace (:data:`FUNCTION_MODULES`), or one of segnet-tf's
+  registered classes (``segnet_tf>...``). So ``keras.utils.plot_model`` written as a class is
+  refused like ``os.system``; Python lambdas and the Keras layers that run code or read other
+  files (``Lambda``, ``TFSMLayer``, the torch/JAX wrappers, vocabulary lookups) are refused by
+  name;
 
 then Keras loads it with ``safe_mode=True``, at a version carrying those advisories' fixes
 (``keras>=3.14`` in ``pyproject.toml``), and the result must be a segmentation network: one
@@ -26,9 +33,11 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import sys
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import keras
@@ -51,10 +60,23 @@ REFUSED_CLASSES = {
     "IntegerLookup": "reads a vocabulary file named in the model",
     "TextVectorization": "reads a vocabulary file named in the model",
 }
-# Where a config may name a function: Keras's own namespaces of modelling functions ("builtins" is
-# how Keras writes its built-in activations and losses by bare name).
+# The one allow-list of what a config may name. Classes: Keras's modelling kinds (every Keras
+# model, layer and training object a segnet-tf file holds derives from one of these).
+MODELLING_BASES = (
+    keras.layers.Layer,  # models too
+    keras.initializers.Initializer,
+    keras.regularizers.Regularizer,
+    keras.constraints.Constraint,
+    keras.losses.Loss,
+    keras.metrics.Metric,
+    keras.optimizers.Optimizer,
+    keras.optimizers.schedules.LearningRateSchedule,
+    keras.dtype_policies.DTypePolicy,
+    keras.quantizers.Quantizer,
+)
+# Functions: those of Keras's namespaces of modelling functions ("builtins" is how Keras writes its
+# built-in activations and losses by bare name; it searches BUILTIN_FUNCTION_MODULES for them).
 FUNCTION_MODULES = (
-    "builtins",
     "keras.activations",
     "keras.constraints",
     "keras.initializers",
@@ -63,7 +85,17 @@ FUNCTION_MODULES = (
     "keras.ops",
     "keras.regularizers",
 )
+BUILTIN_FUNCTION_MODULES = tuple(m for m in FUNCTION_MODULES if m != "keras.ops")
+# Keras's own markers for values (tensors, arrays, slices), rebuilt without naming any code.
+DATA_MARKERS = frozenset(
+    {"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__", "__ellipsis__", "__slice__"}
+)
 MAX_CONFIG_BYTES = 64 * 2**20  # our largest config is ~60 kB; a bigger one is not a model config
+# Keras unpacks a .keras archive to a temporary folder and refuses only members over 256 MiB, so
+# eight such members would write 2 GB: the whole archive is capped before Keras opens it. The full
+# SegNet (29.4 M float32 weights) is ~120 MB; 1 GiB leaves room for wider or bigger models.
+MAX_ARCHIVE_BYTES = 2**30
+MAX_ARCHIVE_MEMBERS = 16  # Keras writes 3 (config.json, metadata.json, model.weights.h5)
 
 _UNSAFE = contextvars.ContextVar("segnet_tf_unsafe_load", default=False)
 
@@ -132,6 +164,7 @@ def read_keras_config(path: Path) -> dict:
         )
     try:
         with zipfile.ZipFile(path) as archive:
+            check_archive_size(archive.infolist(), path)
             info = archive.getinfo("config.json")
             if info.file_size > MAX_CONFIG_BYTES:
                 raise ModelFileError(
@@ -154,6 +187,24 @@ def read_keras_config(path: Path) -> dict:
     return config
 
 
+def check_archive_size(members: list[zipfile.ZipInfo], path: Path) -> None:
+    """Refuse an archive that would unpack to more than :data:`MAX_ARCHIVE_BYTES` or holds more
+    than :data:`MAX_ARCHIVE_MEMBERS` files (the sizes the zip declares, which bound what Python's
+    zipfile will inflate)."""
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise ModelFileError(
+            f"model {str(path)!r}: the archive holds {len(members)} files; a .keras model holds "
+            f"3 (limit {MAX_ARCHIVE_MEMBERS})"
+        )
+    total = sum(m.file_size for m in members)
+    if total > MAX_ARCHIVE_BYTES:
+        raise ModelFileError(
+            f"model {str(path)!r}: the archive unpacks to {total / 2**20:.0f} MiB, above the "
+            f"{MAX_ARCHIVE_BYTES / 2**20:.0f} MiB limit for a model (the full SegNet is ~120 MB); "
+            "nothing was unpacked"
+        )
+
+
 def check_config_is_data(config: dict, path: Path) -> None:
     """Refuse a config that would make Keras run code or import outside Keras and segnet-tf."""
     try:
@@ -169,12 +220,17 @@ def check_config_is_data(config: dict, path: Path) -> None:
 
 
 def unsafe_reason(node: dict) -> str | None:
-    """Why Keras would run code to deserialise the config object ``node``; None if it is data."""
+    """Why Keras would run code to deserialise the config object ``node``; None if what it names
+    is on the allow-list (see the module docstring)."""
     class_name = str(node.get("class_name"))
     module = node.get("module")
     registered = node.get("registered_name")
     if class_name == "__lambda__":
         return "it holds a Python lambda (bytecode)"
+    if class_name in DATA_MARKERS:
+        return None
+    if class_name.startswith("__"):
+        return f"it holds a {class_name} object, which segnet-tf models never hold"
     if class_name in REFUSED_CLASSES:
         layer = f"{class_name} layer {_layer_name(node)!r}"
         return f"it has a {layer}, which {REFUSED_CLASSES[class_name]}"
@@ -184,15 +240,54 @@ def unsafe_reason(node: dict) -> str | None:
     foreign = next((n for n in names if ">" in str(n) and not _is_registered_own(n)), None)
     if foreign is not None:
         return f"it names {foreign!r}, which is registered by neither Keras nor segnet-tf"
+    if _is_registered_own(function if class_name == "function" else registered):
+        return None  # resolved from the registry, where segnet_tf> names only our classes
     if class_name == "function":
-        if module not in FUNCTION_MODULES:
-            return f"it names the function {module}.{function}, not a Keras modelling function"
-        return None
-    if registered not in (None, class_name) and not _is_registered_own(registered):
+        return _function_reason(module, str(function))
+    if registered not in (None, class_name):
         return f"it names {registered!r}, which is neither Keras's nor segnet-tf's"
-    if module is not None and not _is_keras_module(module) and not _is_own(module, registered):
-        return f"it names {module}.{class_name}, which is neither Keras's nor segnet-tf's"
+    return _class_reason(module, class_name)
+
+
+def _function_reason(module, name: str) -> str | None:
+    if module == "builtins":
+        found = (_resolve(m, name) for m in BUILTIN_FUNCTION_MODULES)
+        obj = next((f for f in found if f is not None), None)
+    else:
+        obj = _resolve(module, name) if module in FUNCTION_MODULES else None
+    if obj is None or obj not in _modelling_functions():
+        return f"it names the function {module}.{name}, not a Keras modelling function"
     return None
+
+
+def _class_reason(module, class_name: str) -> str | None:
+    obj = _resolve(module, class_name) if _is_keras_module(module) else None
+    if obj is None:
+        return f"it names {module}.{class_name}, which is neither Keras's nor segnet-tf's"
+    if not (isinstance(obj, type) and issubclass(obj, MODELLING_BASES)):
+        kind = "class" if isinstance(obj, type) else type(obj).__name__
+        return (
+            f"it names {module}.{class_name}, a Keras {kind} that is not a layer or other "
+            "modelling object"
+        )
+    return None
+
+
+def _resolve(module: str, name: str):
+    """What ``module.name`` is, looked up in modules Keras already imported (never importing)."""
+    found = sys.modules.get(module)
+    return getattr(found, name, None) if found is not None and name.isidentifier() else None
+
+
+@cache
+def _modelling_functions() -> frozenset:
+    """Every public function of :data:`FUNCTION_MODULES`."""
+    return frozenset(
+        obj
+        for module in FUNCTION_MODULES
+        for name, obj in vars(sys.modules[module]).items()
+        if callable(obj) and not isinstance(obj, type) and not name.startswith("_")
+    )
 
 
 def _layer_name(node: dict) -> str:
@@ -201,16 +296,13 @@ def _layer_name(node: dict) -> str:
 
 
 def _is_registered_own(name) -> bool:
-    return str(name).startswith(f"{OWN_PACKAGE}>")
+    """Whether ``name`` is one of segnet-tf's registered names (Keras then looks no further)."""
+    own = str(name).startswith(f"{OWN_PACKAGE}>")
+    return own and keras.saving.get_registered_object(name) is not None
 
 
 def _is_keras_module(module) -> bool:
     return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
-
-
-def _is_own(module: str, registered) -> bool:
-    own_module = module == OWN_PACKAGE or str(module).startswith(f"{OWN_PACKAGE}.")
-    return own_module and _is_registered_own(registered)
 
 
 def _objects(value) -> Iterator[dict]:

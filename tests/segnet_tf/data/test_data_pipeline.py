@@ -208,8 +208,8 @@ def test_corrupt_file_error_unwrapped(camvid_layout):
     unwrapped = pipeline.unwrap_dataset_error(err.value)
     assert type(unwrapped) is DatasetError
     assert (
-        str(unwrapped) == f"{camvid_layout / 'val' / 'val1.png'}: cannot decode image "
-        "(empty, corrupt or unsupported format)"
+        str(unwrapped) == f"{camvid_layout / 'val' / 'val1.png'}: cannot decode image: "
+        "not a PNG, JPEG, BMP, TIFF or WebP file"
     )
     other = ValueError("DatasetError: not from the pipeline")
     assert pipeline.unwrap_dataset_error(other) is other
