@@ -11,9 +11,10 @@ Serving never slows the loop: the loop only hands its newest frame to a :class:`
 the first viewer to want a frame JPEG-encodes it once for all (OpenCV releases the GIL), so with
 no viewer nothing is encoded. A slow or vanished viewer blocks only its own thread.
 
-Uploads are untrusted: a required, capped ``Content-Length``, PNG/JPEG magic bytes, a complete
-file and a pixel cap are checked before ``cv2.imdecode``; nothing is written to disk; every bad
-request gets a one-line 4xx and the loop and server carry on.
+Uploads are untrusted: :mod:`edge_demo.uploads` checks them, each step bounded (a required,
+capped ``Content-Length``; a form of a few parts; PNG/JPEG magic bytes, a complete file and a
+pixel cap before ``cv2.imdecode``); nothing is written to disk; every bad request gets a one-line
+4xx and the loop and server carry on. An empty token is refused when the server starts.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +42,13 @@ import numpy as np
 from edge_demo import DemoError
 from edge_demo.render import Renderer
 from edge_demo.runtime import class_map
+from edge_demo.uploads import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    Refusal,
+    check_length,
+    decode_upload,
+    upload_image_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,128 +58,10 @@ BOUNDARY = b"frame"
 JPEG_QUALITY = 80
 KEEPALIVE_S = 1.0  # with no new frame (source ended), the newest is resent this often
 SOCKET_TIMEOUT_S = 30.0  # a viewer or uploader that stalls this long is dropped
-MAX_UPLOAD_PIXELS = 40_000_000  # decoded BGR: 120 MB; 8K (33 MP) fits, a pixel bomb does not
 MAX_PENDING_UPLOADS = 4  # uploads held in memory at once; more get 503
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its (constant) CRC
-JPEG_MAGIC = b"\xff\xd8\xff"
-# Start-of-frame markers carry the size; C4 (Huffman tables), C8 and CC are not frames.
-JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-JPEG_SOS, JPEG_EOI = 0xDA, b"\xff\xd9"
 
 
-class Refusal(Exception):
-    """A request the server refuses: an HTTP status and a one-line reason."""
-
-    def __init__(self, status: HTTPStatus, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-# --- uploads: from untrusted bytes to a BGR image ------------------------------------------------
-
-
-def jpeg_size(data: bytes) -> tuple[int, int]:
-    """``(width, height)`` of a baseline or progressive JPEG from its frame header.
-
-    Also checks that the file is complete (an end-of-image marker after the first scan):
-    decoders differ on truncated JPEGs, some returning a half-grey image without an error.
-    """
-    i, size = 2, None
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            raise Refusal(HTTPStatus.BAD_REQUEST, "not a valid JPEG: bad marker")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            i += 2
-            continue
-        if marker == JPEG_SOS:
-            if size is None:
-                break
-            if data.find(JPEG_EOI, i) < 0:
-                raise Refusal(HTTPStatus.BAD_REQUEST, "truncated JPEG: no end-of-image marker")
-            return size
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in JPEG_SOF and i + 9 <= len(data):
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            size = int.from_bytes(data[i + 7 : i + 9], "big"), height
-        i += 2 + length
-    raise Refusal(HTTPStatus.BAD_REQUEST, "truncated or invalid JPEG: no frame and scan")
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """``(width, height)`` from a PNG's IHDR chunk; the file must end in IEND (not truncated)."""
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise Refusal(HTTPStatus.BAD_REQUEST, "truncated or invalid PNG: no IHDR chunk")
-    if data.rfind(PNG_END) < 0:
-        raise Refusal(HTTPStatus.BAD_REQUEST, "truncated PNG: no IEND chunk")
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
-def decode_upload(data: bytes, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
-    """BGR image of an uploaded PNG or JPEG; :class:`Refusal` for anything else.
-
-    The magic bytes, completeness and pixel count are checked before OpenCV sees the bytes, so
-    only the two decoders this demo needs run on untrusted input, and never on a pixel bomb.
-    """
-    if data.startswith(PNG_MAGIC):
-        width, height = png_size(data)
-    elif data.startswith(JPEG_MAGIC):
-        width, height = jpeg_size(data)
-    else:
-        raise Refusal(HTTPStatus.BAD_REQUEST, "not a PNG or JPEG image")
-    if width * height > max_pixels:
-        raise Refusal(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            f"image is {width}x{height} pixels, the limit is {max_pixels / 1e6:.0f} megapixels: "
-            "scale it down",
-        )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise Refusal(HTTPStatus.BAD_REQUEST, "corrupt image: it could not be decoded")
-    return image
-
-
-def multipart_fields(body: bytes, content_type: str) -> dict[str, tuple[bytes, bool]]:
-    """``name -> (content, is_file)`` of a ``multipart/form-data`` body (a browser form)."""
-    header = Message()
-    header["content-type"] = content_type
-    boundary = header.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
-        raise Refusal(HTTPStatus.BAD_REQUEST, "multipart upload without a boundary")
-    fields: dict[str, tuple[bytes, bool]] = {}
-    for part in body.split(b"--" + boundary.encode("latin-1"))[1:]:
-        if part.startswith(b"--"):  # the closing delimiter
-            break
-        head, sep, content = part.partition(b"\r\n\r\n")
-        if not sep:
-            continue
-        disposition = Message()
-        for line in head.decode("latin-1").strip().split("\r\n"):
-            name, _, value = line.partition(":")
-            disposition[name.strip()] = value.strip()
-        name = disposition.get_param("name", header="content-disposition")
-        if isinstance(name, str) and name not in fields:
-            is_file = disposition.get_param("filename", header="content-disposition") is not None
-            fields[name] = content.removesuffix(b"\r\n"), is_file
-    return fields
-
-
-def upload_image_bytes(body: bytes, content_type: str) -> tuple[bytes, str | None]:
-    """The image bytes of a request body and the form's ``view`` field, if any: the body itself,
-    or a multipart form's first file."""
-    if not content_type.lower().startswith("multipart/form-data"):
-        return body, None
-    fields = multipart_fields(body, content_type)
-    files = [content for content, is_file in fields.values() if is_file]
-    if not files or not files[0]:
-        raise Refusal(HTTPStatus.BAD_REQUEST, "the form has no file (or an empty one)")
-    view = fields.get("view", (b"", False))[0].decode("latin-1") or None
-    return files[0], view
+# --- uploads: the loop's pipeline on one picture (parsing and checks: edge_demo/uploads.py) -------
 
 
 def segment_image(model, renderer: Renderer, image: np.ndarray) -> np.ndarray:
@@ -186,7 +75,8 @@ class SharedModel:
     A lock rather than a second interpreter: a second one doubles the activation memory and
     needs a second delegate instance (Edge TPU, GPU), and on a busy board it runs on the same
     cores or accelerator anyway. An upload costs the loop at most one inference of waiting;
-    uploads are serialised, so a flood of them at most halves the loop's rate.
+    uploads are serialised, so a flood of them at most halves the loop's rate (their parsing,
+    outside the lock, is bounded: see :mod:`edge_demo.uploads`).
     ``infer`` must return an array that the next call does not overwrite (``get_tensor`` copies).
     """
 
@@ -558,23 +448,7 @@ class Handler(BaseHTTPRequestHandler):
         return super().handle_expect_100()
 
     def _check_length(self) -> int:
-        if self.headers.get("Transfer-Encoding") or "Content-Length" not in self.headers:
-            raise Refusal(
-                HTTPStatus.LENGTH_REQUIRED, "send the image with a Content-Length (not chunked)"
-            )
-        text = self.headers["Content-Length"].strip()
-        if not text.isdigit():
-            raise Refusal(HTTPStatus.BAD_REQUEST, f"bad Content-Length {text[:20]!r}")
-        length, limit = int(text), self.app.max_upload_bytes
-        if length > limit:
-            raise Refusal(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"upload is {length / 1e6:.1f} MB, the limit is {limit / 1e6:g} MB "
-                "(--max-upload-mb)",
-            )
-        if length == 0:
-            raise Refusal(HTTPStatus.BAD_REQUEST, "empty upload: send PNG or JPEG bytes")
-        return length
+        return check_length(self.headers, self.app.max_upload_bytes)
 
     def _read_body(self, length: int) -> bytes:
         chunks, left = [], length
@@ -633,8 +507,13 @@ class WebView:
         renderers: Mapping[str, Renderer],
         stats: Callable[[], dict],
         token: str | None = None,
-        max_upload_bytes: int = 10_000_000,
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     ) -> None:
+        if token is not None and not token.strip():  # "Bearer " with nothing after would match
+            raise DemoError(
+                "--token (or $EDGE_DEMO_TOKEN) is empty: give a token, or unset it to serve "
+                "without one"
+            )
         self.publisher = publisher
         self.model = model  # a SharedModel when the loop runs the same one
         self.renderers = dict(renderers)

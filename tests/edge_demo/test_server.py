@@ -28,16 +28,11 @@ from edge_demo.runtime import class_map, load_model
 from edge_demo.server import (
     JPEG_QUALITY,
     FramePublisher,
-    Refusal,
     SharedModel,
     WebView,
-    decode_upload,
-    jpeg_size,
-    multipart_fields,
     parse_address,
     read_mjpeg,
     remote_bind_warning,
-    upload_image_bytes,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,67 +51,7 @@ def picture(clip_frames) -> np.ndarray:
     return clip_frames[3]
 
 
-# --- uploads: bytes to image, in process -----------------------------------------------------
-
-
-def test_decode_upload_takes_png_and_jpeg_only(picture):
-    np.testing.assert_array_equal(decode_upload(encode(picture, ".png")), picture)
-    jpeg = decode_upload(encode(picture, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 95))
-    assert jpeg.shape == picture.shape and np.abs(jpeg - picture.astype(int)).mean() < 3
-    gray16 = encode((picture[..., 0].astype(np.uint16) * 257), ".png")  # 16-bit grey PNG
-    assert decode_upload(gray16).shape == (120, 160, 3) and decode_upload(gray16).dtype == np.uint8
-    cases = {
-        b"hello, this is text\n": "not a PNG or JPEG",
-        b"GIF89a" + bytes(100): "not a PNG or JPEG",
-        encode(picture, ".png")[:3000]: "truncated PNG",
-        encode(picture, ".png")[:20]: "no IHDR",
-        encode(picture, ".jpg")[:1500]: "truncated JPEG",
-        b"\xff\xd8\xff\xe0" + bytes(40): "bad marker",
-    }
-    for data, reason in cases.items():
-        with pytest.raises(Refusal, match=reason) as e:
-            decode_upload(data)
-        assert e.value.status == 400
-
-
-def test_pixel_bombs_are_refused_before_decoding(picture):
-    png = bytearray(encode(picture, ".png"))
-    png[16:24] = (30000).to_bytes(4, "big") * 2  # IHDR says 30000x30000 (CRC now wrong)
-    with pytest.raises(Refusal, match="30000x30000 pixels, the limit is 40") as e:
-        decode_upload(bytes(png))
-    assert e.value.status == 413
-    with pytest.raises(Refusal, match="160x120 pixels, the limit is 0"):
-        decode_upload(encode(picture, ".jpg"), max_pixels=1000)
-
-
-@pytest.mark.parametrize("progressive", [0, 1])
-def test_jpeg_size_reads_the_frame_header(picture, progressive):
-    wide = cv2.resize(picture, (171, 97))
-    assert jpeg_size(encode(wide, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, progressive)) == (171, 97)
-
-
-def test_multipart_form_gives_the_file_bytes_exactly():
-    payload = b"\x89PNG\r\n\x1a\n\r\n--not-the-boundary\r\n\r\n\x00\xff"  # CRLFs inside the file
-    body = (
-        b"--XyZ\r\n"
-        b'Content-Disposition: form-data; name="view"\r\n\r\n'
-        b"mask\r\n"
-        b"--XyZ\r\n"
-        b'Content-Disposition: form-data; name="image"; filename="road.png"\r\n'
-        b"Content-Type: image/png\r\n\r\n" + payload + b"\r\n"
-        b"--XyZ--\r\n"
-    )
-    content_type = 'multipart/form-data; boundary="XyZ"'
-    assert multipart_fields(body, content_type) == {
-        "view": (b"mask", False),
-        "image": (payload, True),
-    }
-    assert upload_image_bytes(body, content_type) == (payload, "mask")
-    assert upload_image_bytes(payload, "image/png") == (payload, None)  # a raw body is the image
-    with pytest.raises(Refusal, match="no file"):
-        upload_image_bytes(body.replace(b'; filename="road.png"', b""), content_type)
-    with pytest.raises(Refusal, match="without a boundary"):
-        upload_image_bytes(body, "multipart/form-data")
+# --- addresses, in process (upload parsing: test_uploads.py) ------------------------------
 
 
 def test_serve_addresses_and_the_remote_bind_warning():
