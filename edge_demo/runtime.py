@@ -82,13 +82,17 @@ def load_labels(path: str | Path) -> Labels:
             model=data.get("model"),
             monte_carlo=data.get("monte_carlo"),
         )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RecursionError) as e:
         raise DemoError(
             f"{path}: not a valid labels file (needs 'class_names' and 'colours' "
             f"[[r, g, b], ...]): {e}"
         ) from e
     if len(labels.colours) != len(names) or any(len(c) != 3 for c in labels.colours):
         raise DemoError(f"{path}: {len(names)} class names but {len(labels.colours)} RGB colours")
+    if not all(0 <= v <= 255 for c in labels.colours for v in c):
+        raise DemoError(f"{path}: a colour has a value outside 0..255")
+    if len(set(names)) != len(names):
+        raise DemoError(f"{path}: a class name is given twice; each class needs its own name")
     if labels.num_classes is not None and labels.num_classes != len(names):
         raise DemoError(f"{path}: num_classes is {labels.num_classes} but {len(names)} class names")
     return labels

@@ -8,10 +8,14 @@ own classes) are described by a small YAML or JSON file with the same keys as
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
+
+MAX_LABEL_ID = 65535  # label maps are 8- or 16-bit PNGs
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,34 @@ class DatasetConfig:
     class_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        """Every value checked here, once, whoever builds the config (a YAML file, a run's
+        config.json, a packed dataset's manifest): a bad one fails at ``data check`` and
+        ``train``, not later in ``predict`` or on the board."""
+        duplicates = [n for n, k in Counter(self.class_names).items() if k > 1]
+        if duplicates:
+            raise ValueError(
+                f"dataset config {self.name!r}: class name {duplicates[0]!r} is given "
+                f"{self.class_names.count(duplicates[0])} times; each class needs its own name"
+            )
+        for i, colour in enumerate((*self.colours, self.void_colour)):
+            if len(colour) != 3 or not all(0 <= v <= 255 for v in colour):
+                what = "void_colour" if i == len(self.colours) else f"colour of class {i}"
+                raise ValueError(
+                    f"dataset config {self.name!r}: {what} {list(colour)} is not [r, g, b] "
+                    "with values 0..255"
+                )
+        if self.class_weights is not None and not all(
+            math.isfinite(w) and w >= 0 for w in self.class_weights
+        ):
+            bad = next(w for w in self.class_weights if not (math.isfinite(w) and w >= 0))
+            raise ValueError(
+                f"dataset config {self.name!r}: class weight {bad} is not a finite weight >= 0"
+            )
+        if self.void_id is not None and not 0 <= self.void_id <= MAX_LABEL_ID:
+            raise ValueError(
+                f"dataset config {self.name!r}: void_id {self.void_id} is outside "
+                f"0..{MAX_LABEL_ID} (label maps are 8- or 16-bit)"
+            )
         if len(self.class_names) != len(self.colours):
             raise ValueError(
                 f"dataset config {self.name!r}: {len(self.class_names)} class names but "
@@ -62,23 +94,55 @@ class DatasetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetConfig:
-        try:
-            names = tuple(str(n) for n in d["class_names"])
-            colours = tuple(tuple(int(v) for v in c) for c in d["colours"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(
-                f"dataset config needs 'class_names' (list of str) and 'colours' "
-                f"(list of [r, g, b]): {e}"
-            ) from e
-        weights = d.get("class_weights")
+        """The config of a mapping as :meth:`to_dict` writes it; a value of the wrong type is a
+        ``ValueError`` naming the key (never echoing the value: a YAML alias bomb has no
+        printable size)."""
+        weights, void_id = d.get("class_weights"), d.get("void_id")
         return cls(
-            name=str(d.get("name", "custom")),
-            class_names=names,
-            colours=colours,  # type: ignore[arg-type]
-            void_id=None if d.get("void_id") is None else int(d["void_id"]),
-            void_colour=tuple(int(v) for v in d.get("void_colour", (0, 0, 0))),  # type: ignore[arg-type]
-            class_weights=None if weights is None else tuple(float(w) for w in weights),
+            name=_text(d.get("name", "custom"), "name"),
+            class_names=tuple(_text(n, "class_names") for n in _items(d, "class_names")),
+            colours=tuple(_rgb(c, "colours") for c in _items(d, "colours")),
+            void_id=None if void_id is None else _integer(void_id, "void_id"),
+            void_colour=_rgb(d.get("void_colour", (0, 0, 0)), "void_colour"),
+            class_weights=None
+            if weights is None
+            else tuple(_number(w, "class_weights") for w in _items(d, "class_weights")),
         )
+
+
+def _items(d: dict, key: str) -> list:
+    if key not in d:
+        raise ValueError(
+            "dataset config needs 'class_names' (list of str) and 'colours' (list of [r, g, b])"
+        )
+    value = d[key]
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"dataset config: {key!r} must be a list, not {type(value).__name__}")
+    return list(value)
+
+
+def _text(value, key: str) -> str:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError(f"dataset config: {key!r} holds a {type(value).__name__}, not a name")
+    return str(value)
+
+
+def _integer(value, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"dataset config: {key!r} holds a {type(value).__name__}, not an integer")
+    return value
+
+
+def _number(value, key: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"dataset config: {key!r} holds a {type(value).__name__}, not a number")
+    return float(value)
+
+
+def _rgb(value, key: str) -> tuple[int, int, int]:
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise ValueError(f"dataset config: {key!r} holds something other than [r, g, b]")
+    return tuple(_integer(v, key) for v in value)  # type: ignore[return-value]
 
 
 # fmt: off
@@ -131,6 +195,7 @@ SUNRGBD = DatasetConfig(
 # fmt: on
 
 BUILTIN_CONFIGS = {"camvid": CAMVID, "sunrgbd": SUNRGBD}
+MAX_CONFIG_FILE_BYTES = 2**20  # SUN RGB-D's 37 classes take 2 kB; a larger file is not a config
 
 
 def load_dataset_config(source: str | Path) -> DatasetConfig:
@@ -144,13 +209,18 @@ def load_dataset_config(source: str | Path) -> DatasetConfig:
             f"dataset config {str(source)!r} is neither a built-in name "
             f"({', '.join(BUILTIN_CONFIGS)}) nor an existing file"
         )
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
+    if path.stat().st_size > MAX_CONFIG_FILE_BYTES:
         raise ValueError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}"
-        ) from e
+            f"{path}: {path.stat().st_size} bytes, too large for a dataset config (at most "
+            f"{MAX_CONFIG_FILE_BYTES})"
+        )
+    kind = "JSON" if path.suffix == ".json" else "YAML"
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+        reason = " ".join(str(e).split())  # YAML's errors span lines
+        raise ValueError(f"{path}: not valid {kind}: {reason}") from e
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with class_names and colours")
     try:
