@@ -72,7 +72,18 @@ def representative_dataset(images: np.ndarray):
 
 def load_image_array(path: Path, input_size: tuple[int, int]) -> np.ndarray:
     """Calibration images given as a ``.npy`` array ``[N, H, W, 3]`` at the model's size."""
-    array = np.load(path)
+    try:  # memory-mapped: the shape is checked before any image is read
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        reason = " ".join(str(getattr(e, "strerror", None) or e).split())
+        raise CalibrationError(
+            f"--calib-data {str(path)!r}: not a readable .npy array of images: {reason}"
+        ) from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+        raise CalibrationError(
+            f"--calib-data {str(path)!r}: expected a numeric .npy array [N, H, W, 3], got "
+            f"{type(array).__name__ if not isinstance(array, np.ndarray) else array.dtype}"
+        )
     if array.ndim != 4 or array.shape[1:] != (*input_size, 3):
         raise CalibrationError(
             f"--calib-data {str(path)!r}: array of shape {array.shape}, expected "

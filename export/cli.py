@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from segnet_tf.errors import describe
 from segnet_tf.export.exporter import FORMATS, TARGETS, ExportOptions, export_model
 
 EXAMPLE = """
@@ -118,6 +119,6 @@ def export_command(
     )
     try:
         export_model(options, log=click.echo)
-    except (ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
+    except (ValueError, OSError) as e:
+        raise click.ClickException(describe(e)) from e
     click.echo(f"exported to {out}")

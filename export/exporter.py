@@ -1,9 +1,9 @@
 """``segnet-tf export``: one trained model in, every deployable artifact out, each verified.
 
 The format table below is the one place that says which files exist, how each is built and which
-options ask for it. Every artifact is written into a staging folder beside ``out`` and moved into
-place only when all of them converted and passed their checks, so a failed export leaves nothing
-half-written behind.
+options ask for it. Every artifact is written into a staging folder beside ``out`` that replaces
+``out`` whole only when all of them converted and passed their checks (:mod:`.staging`), so a
+failed or killed export leaves nothing half-written behind.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from segnet_tf.export.montecarlo import (
 )
 from segnet_tf.export.onnx import OnnxExportError
 from segnet_tf.export.savedmodel import save_serving_model
+from segnet_tf.export.staging import staging_folder, swap_in
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
 from segnet_tf.layers import (
     FLOAT_STEP_GAIN,
@@ -193,8 +194,7 @@ def export_model(options: ExportOptions, log=print) -> dict:
     needs_calibration = any(f.precision == "int8" for f in formats)
 
     out = Path(options.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = staging_folder(out)
     try:
         dataset = calibration_source(_data_dir(options), config)
         calib = None
@@ -217,7 +217,7 @@ def export_model(options: ExportOptions, log=print) -> dict:
             **({"monte_carlo": monte_carlo} if monte_carlo else {}),
         )
         (staging / "report.json").write_text(json.dumps(report, indent=2))
-        _replace_dir(staging, out)
+        swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -302,7 +302,7 @@ def _build_all(model, formats, calib, staging: Path, options, log, masks=None) -
     }
     lowered_dirs: dict[tuple[str, float, bool, bool], Path] = {}
     peaks = activation_peaks(model, calib) if calib is not None and options.equalize else None
-    with tempfile.TemporaryDirectory(dir=staging.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=staging) as tmp:  # lowered models, not artifacts
         for fmt in (f for f in formats if f.runtime == "tflite"):
             start = time.perf_counter()
             int8 = fmt.precision == "int8"
@@ -526,14 +526,3 @@ def format_report(report: dict) -> str:
 
 def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _replace_dir(staging: Path, out: Path) -> None:
-    """Swap the finished staging folder in for ``out`` (keeping files the export did not make)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for item in staging.iterdir():
-        target = out / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    staging.rmdir()

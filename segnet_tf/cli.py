@@ -14,10 +14,12 @@ import tensorflow as tf
 from click.core import ParameterSource
 
 import segnet_tf
+from edge_demo.images import MAX_PIXELS
 from segnet_tf.data import dataset_stats, open_dataset, pack_dataset, validate
 from segnet_tf.data.pipeline import AUGMENTATIONS, unwrap_dataset_error
 from segnet_tf.data.splits import DRIVE_PATTERN, write_drive_split
 from segnet_tf.distributed import DEFAULT_JOIN_TIMEOUT, ClusterError, launch_local_workers
+from segnet_tf.errors import describe
 from segnet_tf.evaluation import CURVE_METRICS, evaluate, evaluate_sampling
 from segnet_tf.models import PRESETS, build_model, unsafe_loading
 from segnet_tf.prediction import predict_images
@@ -25,8 +27,10 @@ from segnet_tf.runs import read_state
 from segnet_tf.training import PRECISIONS, TrainConfig, train
 
 # Dataset and model file errors are ValueError / FileNotFoundError subclasses, so these cover
-# them too.
-USER_ERRORS = (ValueError, FileNotFoundError, ClusterError)
+# them too; OSError: a path the system refuses (see segnet_tf.errors).
+USER_ERRORS = (ValueError, OSError, ClusterError)
+# Every input size becomes a model and its activations: the same cap as for an image read.
+MAX_INPUT_PIXELS = MAX_PIXELS
 
 
 class SegnetGroup(click.Group):
@@ -49,7 +53,7 @@ class SegnetGroup(click.Group):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as e:
-            raise click.ClickException(str(e)) from e
+            raise click.ClickException(describe(e)) from e
         except tf.errors.OpError as e:  # a corrupt file found while a tf.data pipeline ran
             found = unwrap_dataset_error(e)
             if found is e:
@@ -73,7 +77,14 @@ def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: 
         return None
     parts = value.lower().split("x")
     if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        return int(parts[0]), int(parts[1])
+        height, width = int(parts[0]), int(parts[1])
+        if height * width > MAX_INPUT_PIXELS:  # one line, not click's usage block
+            raise click.ClickException(
+                f"{param.opts[0] if param else 'size'} {value}: {height * width / 1e6:g} "
+                f"megapixels, above the {MAX_INPUT_PIXELS / 1e6:g} megapixel limit (8K video is "
+                "33 megapixels)"
+            )
+        return height, width
     raise click.BadParameter(
         f"{value!r}: expected HEIGHTxWIDTH with positive integers, e.g. 360x480"
     )

@@ -14,6 +14,7 @@ from the same resized probabilities as the class map, and drawn with OpenCV's in
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,7 +201,17 @@ def predict_images(
         )
     files = list(image_files(paths))
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _predict_files(model, files, out, config, samples, alpha, seed)
+    except BaseException:
+        if created:  # a refused image leaves no --out folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _predict_files(model, files, out: Path, config, samples, alpha, seed) -> list[Prediction]:
     results = []
     for path in files:
         image = load_image(path)

@@ -66,7 +66,13 @@ def read_state(run_dir: Path) -> dict:
     path = Path(run_dir) / "state.json"
     if not path.is_file():
         return dict(FRESH_STATE)
-    return json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a run state (invalid JSON: {e})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+        raise ValueError(f"{path}: not a run state (expected an 'epoch' count)")
+    return state
 
 
 def write_state(run_dir: Path, state: Mapping) -> None:

@@ -32,6 +32,7 @@ change nothing the decoder sees.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,11 +136,17 @@ def _read_hed(path: Path, expected: dict[str, tuple], what: str) -> Iterator[tup
 def _keras_vgg16(weights: str) -> keras.Model:
     """Keras' VGG16 without its classifier, with ``imagenet`` or a local Keras weights file."""
     try:
-        return keras.applications.VGG16(
-            include_top=False, weights=weights, input_shape=(None, None, 3)
-        )
+        with warnings.catch_warnings():  # Keras warns once per layer it could not match
+            warnings.simplefilter("ignore")
+            return keras.applications.VGG16(
+                include_top=False, weights=weights, input_shape=(None, None, 3)
+            )
     except Exception as e:  # download failure or an unrelated .h5: say which and why
-        raise ValueError(f"--encoder-weights {weights!r}: could not load VGG16 weights: {e}") from e
+        # Keras' shape errors go on to print the weights themselves: keep the first sentence
+        reason = " ".join(str(e).split()).partition(" Target variable:")[0][:400]
+        raise ValueError(
+            f"--encoder-weights {weights!r}: could not load VGG16 weights: {reason}"
+        ) from None
 
 
 def _check_shape(what: str, name: str, found: tuple, expected: tuple) -> None:
