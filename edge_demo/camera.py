@@ -65,7 +65,14 @@ from edge_demo.server import (
     parse_address,
     remote_bind_warning,
 )
-from edge_demo.sinks import IMAGE_FORMATS, FrameSink, ThreadedSink, Window, open_sink
+from edge_demo.sinks import (
+    IMAGE_FORMATS,
+    FrameSink,
+    ThreadedSink,
+    Window,
+    make_parent,
+    open_sink,
+)
 from edge_demo.sources import FrameSource, ImageSource, ReadAhead, VideoFileSource, open_source
 from edge_demo.uncertainty import check_monte_carlo, monte_carlo_model_path, normalised_entropy
 
@@ -251,6 +258,8 @@ def start_web_view(
 
 def run(args: argparse.Namespace) -> dict:
     """Run the demo with parsed CLI ``args``; return the summary (also written to ``--json``)."""
+    if args.json:
+        make_parent(Path(args.json), "--json")
     uncertain = args.view == "uncertainty"
     path = monte_carlo_model_path(args.model) if uncertain else args.model
     model = load_model(
@@ -319,7 +328,6 @@ def run(args: argparse.Namespace) -> dict:
             raise DemoError(f"--source {args.source}: no frame could be read")
         summary = summarise(times, seconds, stopped_by, source.dropped, info, thread_ms)
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
         if server is not None and stopped_by not in ("interrupted", "window closed"):
             server.keep_serving(summary, args.serve_linger)  # the user did not stop it: linger
@@ -502,6 +510,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run(args)
     except DemoError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a path the system refused (a full disk, a file removed meanwhile)
+        print(
+            f"error: {e.filename}: {e.strerror}" if e.filename else f"error: {e}", file=sys.stderr
+        )
         return 1
     except KeyboardInterrupt:  # before the loop started: nothing to summarise
         return 130

@@ -25,6 +25,18 @@ class FrameSink(Protocol):
     def close(self) -> None: ...
 
 
+def make_parent(path: Path, option: str) -> Path:
+    """``path`` once its folder exists: checked when the demo starts, so that an unwritable
+    ``--output`` or ``--json`` is one line before the loop runs, not a lost run after it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DemoError(f"{option} {path}: cannot create its folder: {e.strerror or e}") from None
+    if not path.parent.is_dir() or path.is_dir():
+        raise DemoError(f"{option} {path}: not a file path in a folder")
+    return path
+
+
 class VideoSink:
     """An mp4v video, opened on the first frame: its size is the view's, not the source's.
 
@@ -33,13 +45,12 @@ class VideoSink:
     """
 
     def __init__(self, path: Path, fps: float) -> None:
-        self.path = path
+        self.path = make_parent(path, "--output") if path != Path() else path
         self.fps = fps
         self.size: tuple[int, int] | None = None  # (width, height) of the video
         self._writer: cv2.VideoWriter | None = None
 
     def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
         if not writer.isOpened():
             raise DemoError(f"--output {self.path}: OpenCV cannot write an mp4v video there")
@@ -91,7 +102,9 @@ class FolderSink:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise DemoError(f"--output {folder}: cannot create the folder: {e}") from None
+            raise DemoError(
+                f"--output {folder}: cannot create the folder: {e.strerror or e}"
+            ) from None
         self.folder = folder
         self.image_format = image_format
         self.count = 0
