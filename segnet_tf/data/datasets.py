@@ -109,11 +109,17 @@ def _list_file_splits(root: Path) -> dict[str, tuple[Sample, ...]]:
 def _read_list_file(path: Path, root: Path) -> tuple[Sample, ...] | None:
     if not path.is_file():
         return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not a text list file ({e.reason} at byte {e.start})") from None
     samples = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        if not line.replace("\t", " ").isprintable():  # NUL, escapes: in no file name we read
+            raise DatasetError(f"{path}:{lineno}: control characters in the line")
         parts = line.split()
         if len(parts) != 2:
             raise DatasetError(
