@@ -8,6 +8,7 @@ import json
 import struct
 import subprocess
 import sys
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import segnet_tf
 from segnet_tf.cli import cli
@@ -26,6 +28,9 @@ from segnet_tf.data import write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (16, 16)
+# Hypothesis caches constants under ./.hypothesis even without an example database: not in the
+# checkout (the fuzzers' "no writes" includes the working folder).
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "segnet-tf-hypothesis")
 
 
 # --- the checks ---------------------------------------------------------------------------------
