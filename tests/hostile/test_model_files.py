@@ -25,9 +25,10 @@ def conv_field(field: str, value) -> callable:
     return edit
 
 
-def test_a_keras_utility_named_as_a_class_is_refused(good_model, tmp_path, hostile):
+def test_a_keras_utility_named_as_a_class_is_refused(good_model, tmp_path, hostile, dataset):
     """Issue 28 item 1: an activation ``{"module": "keras.utils", "class_name": "plot_model"}``
-    passed the checker and Keras' safe mode, and ran on every forward pass."""
+    passed the checker and Keras' safe mode, and ran on every forward pass (``predict`` printed
+    a 60-line traceback, ``train --init-weights`` exited 0)."""
     path = hostile.edited_archive(
         good_model, tmp_path / "plot.keras", conv_field("activation", PLOT_MODEL)
     )
@@ -41,6 +42,9 @@ def test_a_keras_utility_named_as_a_class_is_refused(good_model, tmp_path, hosti
         hostile.run_cli("predict", "--model", path, image, "--out", tmp_path / "p"), "plot_model"
     )
     assert not (tmp_path / "p").exists()
+    train = ("train", "--data", dataset, "--init-weights", path, "--model", "segnet-basic")
+    train += ("--width", "0.125", "--input-size", "16x16", "--epochs", "1")
+    hostile.assert_refused(hostile.run_cli(*train, "--out", tmp_path / "t"), "plot_model")
 
 
 @pytest.mark.parametrize(
