@@ -79,7 +79,9 @@ def write_drive_split(
     else:
         plan = {out / d: [d] for d in drives(samples, pattern)}
         if len(plan) < 2:
-            raise DatasetError(f"{data}: only one drive ({', '.join(p.name for p in plan)}); nothing to hold out")
+            raise DatasetError(
+                f"{data}: only one drive ({', '.join(p.name for p in plan)}); nothing to hold out"
+            )
     summary = {}
     for folder, held_drives in plan.items():
         train, held = split_by_drive(samples, held_drives, pattern)

@@ -69,7 +69,9 @@ def test_synthetic_dataset_splits():
     assert synthetic_dataset(train=4, val=2, size=SIZE, seed=2).split("val") != ds.split("val")
     image, label = ds.split("train")[0].load(CAMVID)
     np.testing.assert_array_equal(label, render_scene(ds.split("train")[0].seed, SIZE)[1])
-    other = DatasetConfig.from_dict({**CAMVID.to_dict(), "class_names": [f"x{i}" for i in range(11)]})
+    other = DatasetConfig.from_dict(
+        {**CAMVID.to_dict(), "class_names": [f"x{i}" for i in range(11)]}
+    )
     with pytest.raises(DatasetError, match="CamVid's classes"):
         ds.split("train")[0].load(other)
 
