@@ -34,7 +34,7 @@ SIZE = (16, 16)
 # One step per epoch whose global batch is the whole train split, unaugmented: every epoch of
 # every run sees the same 4 images, however they are shuffled or split across workers.
 TINY = ["--model", "segnet-basic", "--width", "0.125", "--input-size", "16x16"]
-TINY += ["--batch-size", "4", "--augment", "none"]
+TINY += ["--batch-size", "4", "--augment", "none", "--precision", "float32"]
 EPOCHS = 4  # worker 1 dies after epoch 1: the other 3 leave a margin on fast machines
 LOST_PEER_BOUND_S = 60  # heartbeats notice a dead peer in about 10 s
 
