@@ -610,7 +610,10 @@ def check(root) -> None:
     dataset = open_dataset(root)
     count = validate(dataset)
     splits = ", ".join(f"{name} {n}" for name, n in dataset.counts.items())
-    click.echo(f"{root}: {count} samples OK ({splits}; {dataset.config.num_classes} classes)")
+    config = dataset.config
+    click.echo(
+        f"{root}: {count} samples OK ({splits}; {config.num_classes} classes of {config.name})"
+    )
 
 
 @data_group.command()

@@ -95,7 +95,7 @@ def pack_dataset(
     manifest = {
         "format": PACKED_FORMAT,
         "image_encoding": "png" if quality is None else f"jpeg (quality {quality})",
-        "config": dataset.config.to_dict(),
+        "config": dataset.config.mapped().to_dict(),  # the records hold class ids
         "splits": {},
     }
     for split in splits or list(dataset.splits):

@@ -83,7 +83,7 @@ def test_data_commands(tmp_path):
     root = write_synthetic_dataset(tmp_path / "synth", train=2, val=1, size=(24, 32))
     result = run("data", "check", "--data", root)
     assert result.exit_code == 0, result.output
-    assert "3 samples OK (train 2, val 1; 11 classes)" in result.output
+    assert "3 samples OK (train 2, val 1; 11 classes of camvid)" in result.output
 
     result = run("data", "stats", "--data", root, "--json", tmp_path / "stats.json")
     assert result.exit_code == 0, result.output
