@@ -7,14 +7,14 @@ into ``OUT/<decoder>/``, a run folder like any other: ``--resume`` continues the
 and skips the finished, so a killed study loses at most an epoch. With a test split, the run's
 ``best.keras`` (selected on val) is scored on test; without one, val cannot both select and score,
 so the last epoch's ``last.keras`` is scored on val. Point ``--data`` at a drive-held-out split
-(``segnet-tf data split --by-drive``) to score on a road training never saw.
+(``segnet-tf data split``) to score on a road training never saw.
 
 Our numbers are not the paper's: it trains at 360x480 until convergence and scores on CamVid's
 233 test images; the default here is a reduced size and epoch count that fits a 2-core CPU (see
 docs/decoders.md), so only comparisons between our own rows mean something.
 
 Run from the repository root:
-    segnet-tf data split --data ../shared/camvid --by-drive --holdout 0006R0 --out runs/split-0006R0
+    segnet-tf data split --data ../shared/camvid --holdout 0006R0 --out runs/split-0006R0
     python -m benchmarks.decoder_study --data runs/split-0006R0 --out runs/decoder-study
     python -m benchmarks.decoder_study --data runs/split-0006R0 --out runs/decoder-study --resume
     # full scale (GPU): the paper's size

@@ -52,6 +52,7 @@ from segnet_tf.layers import (
     MaxPoolingWithArgmax2D,
 )
 from segnet_tf.models import load_model
+from segnet_tf.progress import progress
 from segnet_tf.runs import model_classes, read_run_config
 
 
@@ -440,7 +441,7 @@ def _parity(
             continue
         runner = _runner(name, (staging / artifact["file"]).read_bytes(), threads)
         runner(images[0])  # warm-up: first invoke allocates and packs weights
-        outs = [runner.timed(image) for image in images]
+        outs = [runner.timed(image) for image in progress(images, f"parity {artifact['file']}")]
         maps = np.stack([np.argmax(o, -1) for o, _ in outs])
         found = scores(maps)
         m = found["miou"]

@@ -17,6 +17,7 @@ the mean of N sampled passes, as a curve over N.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from segnet_tf.prediction import (
     sampling_curve,
     segment,
 )
+from segnet_tf.progress import progress
 from segnet_tf.runs import model_classes, open_run_dataset, read_run_config
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -93,7 +95,7 @@ def evaluate_predictor(
     ds = _batches(dataset, split, input_size, batch_size)
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for images, labels in ds:
+        for images, labels in _progress(ds, dataset, split, input_size, batch_size):
             preds = np.asarray(predict(images.numpy()))
             if preds.shape != tuple(labels.shape):
                 raise ValueError(
@@ -131,12 +133,12 @@ def evaluate_sampling(
     """
     counts = sorted(set(samples))
     if not counts or counts[0] < 1:
-        raise ValueError(f"--samples: counts must be >= 1, got {list(samples)}")
+        raise ValueError(f"--mc-samples: counts must be >= 1, got {list(samples)}")
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
     if counts[-1] > 1 and not monte_carlo_dropout_layers(model):
         raise ValueError(
-            f"--samples {counts[-1]}: model {model.name!r} has no Monte Carlo dropout; sampling "
-            "needs a 'bayesian-segnet' model (--samples 1 is plain weight averaging)"
+            f"--mc-samples {counts[-1]}: model {model.name!r} has no Monte Carlo dropout; sampling "
+            "needs a 'bayesian-segnet' model (--mc-samples 1 is plain weight averaging)"
         )
     dataset = _dataset(data, model_or_path)
     check_classes(model, model_or_path, dataset)
@@ -145,7 +147,8 @@ def evaluate_sampling(
     labels: list[np.ndarray] = []
     maps: dict[int, list[np.ndarray]] = {n: [] for n in counts}
     entropy = {n: np.zeros(3) for n in counts}  # sums over right and wrong pixels, and count
-    for images, batch_labels in _batches(dataset, split, size, batch_size):
+    batches = _batches(dataset, split, size, batch_size)
+    for images, batch_labels in _progress(batches, dataset, split, size, batch_size):
         batch_labels = batch_labels.numpy()
         labelled = batch_labels != void
         first = not labels  # seeded once: later batches continue the same random stream
@@ -250,6 +253,13 @@ def _batches(dataset: Dataset, split: str, input_size, batch_size: int):
         training=False,
         cache=False,
     )
+
+
+def _progress(batches, dataset: Dataset, split: str, input_size, batch_size: int):
+    """The batches of :func:`_batches` with a bar counting them."""
+    per_batch = batch_size if input_size is not None else 1
+    total = math.ceil(len(dataset.split(split)) / per_batch)
+    return progress(batches, f"evaluate {split}", total=total, unit="batch")
 
 
 def model_input_size(

@@ -37,6 +37,7 @@ from segnet_tf.data.records import open_packed
 from segnet_tf.data.roads import find_road_layout
 from segnet_tf.data.samples import Dataset, Sample, SampleLike
 from segnet_tf.data.sunrgbd import is_sunrgbd, sunrgbd_splits
+from segnet_tf.progress import progress
 
 SPLIT_NAMES = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -204,7 +205,8 @@ def validate(dataset: Dataset, split: str | None = None) -> int:
         return None
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        problems = [p for p in pool.map(problem, samples) if p is not None]
+        found = progress(pool.map(problem, samples), "check", total=len(samples))
+        problems = [p for p in found if p is not None]
     if problems:
         shown = "\n  - ".join(problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
