@@ -345,8 +345,9 @@ def train_command(
     workers,
     join_timeout,
 ) -> None:
-    """Train a model; the run directory gets config.json, best.keras, last.keras, history.csv
-    and tensorboard/.
+    """Train a model; the run directory gets config.json, best.keras, last.keras, history.csv,
+    tensorboard/ (`tensorboard --logdir RUN/tensorboard`) and, at the end, results.png (loss
+    and mIoU curves).
 
     \b
     Examples:

@@ -6,7 +6,8 @@ A run directory holds everything needed to evaluate, export or continue a run:
 - ``last.keras``: the compiled model after the latest epoch, optimizer state included (resume);
 - ``best.keras``: the float32 inference model (no optimizer) of the best validation epoch, the
   one to evaluate and export;
-- ``state.json``: completed epochs and best score; ``history.csv``; ``tensorboard/``.
+- ``state.json``: completed epochs and best score; ``history.csv``; ``tensorboard/`` and
+  ``results.png`` (:mod:`segnet_tf.run_logs`).
 
 Every file is written to a temporary name in the run directory and renamed over the old one
 (``os.replace`` is atomic), so a kill at any moment leaves the previous complete version. The

@@ -72,6 +72,7 @@ def test_short_synthetic_run_lowers_the_loss_and_writes_the_run(tiny_run):
     assert {("epoch_loss", 0), ("epoch_loss", 1), ("epoch_learning_rate", 1)} <= train_scalars
     assert {("epoch_loss", 1), ("epoch_miou", 1)} <= scalars(run / "tensorboard" / "validation")
     assert not list(run.glob(".*tmp*")), "temporary checkpoint files left behind"
+    assert (run / "results.png").stat().st_size > 10_000  # the curves (looked at by hand)
     assert history_epochs(run) == [0, 1]
     state = read_state(run)
     assert state["epoch"] == 2 and state["best_miou"] == max(tiny_run.history["val_miou"])
