@@ -13,11 +13,16 @@ from segnet_tf.export.runners import exported_classes, load_exported
 
 
 def evaluate_exported(
-    path: str | Path, data: str | Path, split: str = "val", threads: int | None = None
+    path: str | Path,
+    data: str | Path,
+    split: str = "val",
+    threads: int | None = None,
+    out: str | Path | None = None,
 ) -> dict:
     """Paper metrics of a ``.tflite`` or ``.onnx`` segmentation model on ``split`` of the
     dataset ``data``, images and labels resized to the model's input size (as for a Keras
-    model); its classes (``labels.json`` beside it, else the count) must be the dataset's."""
+    model); its classes (``labels.json`` beside it, else the count) must be the dataset's. With
+    ``out``, the pictures of :func:`segnet_tf.evaluation.write_figures`."""
     model = load_exported(path, threads)
     dataset = open_dataset(data)
     classes = exported_classes(path, model, dataset.config)
@@ -32,5 +37,5 @@ def evaluate_exported(
         return np.stack([model(image).argmax(-1) for image in images])
 
     size = model.input_size
-    scores = evaluate_predictor(predict, dataset, split=split, input_size=size)
+    scores = evaluate_predictor(predict, dataset, split=split, input_size=size, out=out)
     return {**scores, "split": split, "input_size": list(size), "label_size": list(size)}

@@ -457,8 +457,14 @@ def train_command(
     "--seed", type=int, default=0, show_default=True, help="Dropout seed of --mc-samples."
 )
 @click.option("--json", "json_path", type=click.Path(), help="Also write the scores to this file.")
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Also draw confusion_matrix.png (rows normalised), per_class_iou.png and "
+    "predictions.png (image | truth | prediction | errors) in this folder.",
+)
 def evaluate_command(
-    model_path, data, split, batch_size, full_res, samples, seed, json_path
+    model_path, data, split, batch_size, full_res, samples, seed, json_path, out
 ) -> None:
     """Global accuracy, class accuracy, mIoU, per-class IoU and boundary F1 at the model's
     input size (or, with --full-res, at the labels' size).
@@ -469,6 +475,7 @@ def evaluate_command(
           --json runs/camvid/val.json
       segnet-tf evaluate --model runs/bayes --mc-samples 1,2,4,8,16  # sampling vs averaging
       segnet-tf evaluate --model exported/model_int8.tflite --data ../shared/camvid
+      segnet-tf evaluate --model runs/camvid --out runs/camvid/val   # with its pictures
     """
     if Path(model_path).suffix.lower() in EXPORTED_SUFFIXES:  # the export layer runs it
         if data is None or full_res or samples is not None:
@@ -478,12 +485,13 @@ def evaluate_command(
             )
         from segnet_tf.export.evaluate import evaluate_exported
 
-        scores = evaluate_exported(model_path, data, split=split)
+        scores = evaluate_exported(model_path, data, split=split, out=out)
         click.echo(format_scores(scores))
     elif samples is not None:
-        if full_res:
+        if full_res or out:
             raise click.BadParameter(
-                "scores at the model's input size only", param_hint="--mc-samples"
+                "scores at the model's input size only and draws no pictures (--out)",
+                param_hint="--mc-samples",
             )
         scores = evaluate_sampling(
             model_path, data, split=split, samples=samples, batch_size=batch_size, seed=seed
@@ -493,9 +501,16 @@ def evaluate_command(
         click.echo(format_scores({**scores, **scores["scores"][str(samples[-1])]}))
     else:
         scores = evaluate(
-            model_path, data, split=split, batch_size=batch_size, full_resolution=full_res
+            model_path,
+            data,
+            split=split,
+            batch_size=batch_size,
+            full_resolution=full_res,
+            out=out,
         )
         click.echo(format_scores(scores))
+    if out:
+        click.echo(f"wrote confusion_matrix.png, per_class_iou.png and predictions.png to {out}")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(scores, indent=2))

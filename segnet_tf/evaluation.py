@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from segnet_tf.data import Dataset, DatasetConfig, make_dataset, open_dataset
+from segnet_tf.data import Dataset, DatasetConfig, colorize, make_dataset, open_dataset
 from segnet_tf.metrics import (
     boundary_f1,
     class_accuracy,
@@ -47,6 +47,7 @@ from segnet_tf.runs import model_classes, open_run_dataset, read_run_config
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Float32 RGB batch ``[N, H, W, 3]`` in 0..255 -> class ids ``[N, H, W]``."""
 CURVE_METRICS = ("global_accuracy", "class_accuracy", "miou", "bf_score")
+EXAMPLES = 6  # rows of the sample-prediction grid of ``evaluate --out``
 
 
 def evaluate(
@@ -56,8 +57,10 @@ def evaluate(
     input_size: tuple[int, int] | None = None,
     batch_size: int = 8,
     full_resolution: bool = False,
+    out: str | Path | None = None,
 ) -> dict:
-    """Scores of a model on ``split`` of ``data`` (see :func:`evaluate_predictions` for the keys).
+    """Scores of a model on ``split`` of ``data`` (see :func:`evaluate_predictions` for the keys),
+    and with ``out`` their pictures (:func:`write_figures`).
 
     ``data`` is a dataset folder or :class:`Dataset`; None takes the data the model's run was
     trained on (from the run's ``config.json``, synthetic scenes included). ``input_size`` defaults
@@ -70,9 +73,10 @@ def evaluate(
     check_classes(model, model_or_path, dataset)
     size = model_input_size(model, input_size)
     if full_resolution:
-        scores = evaluate_predictor(full_resolution_predictor(model), dataset, split)
+        scores = evaluate_predictor(full_resolution_predictor(model), dataset, split, out=out)
     else:
-        scores = evaluate_predictor(keras_predictor(model), dataset, split, size, batch_size)
+        predict = keras_predictor(model)
+        scores = evaluate_predictor(predict, dataset, split, size, batch_size, out=out)
     return {
         **scores,
         "split": split,
@@ -87,14 +91,20 @@ def evaluate_predictor(
     split: str = "val",
     input_size: tuple[int, int] | None = None,
     batch_size: int = 8,
+    out: str | Path | None = None,
 ) -> dict:
     """Scores of any predictor on ``split`` of a dataset (or dataset folder), images and labels
-    resized to ``input_size`` (None: native size, one image per batch)."""
+    resized to ``input_size`` (None: native size, one image per batch); with ``out``, the
+    pictures of :func:`write_figures` there, the examples spread evenly over the split."""
     if not isinstance(dataset, Dataset):
         dataset = open_dataset(dataset)
     ds = _batches(dataset, split, input_size, batch_size)
+    names = [s.name for s in dataset.split(split)]
+    shown = set(example_indices(len(names), EXAMPLES))
+    examples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        index = 0
         for images, labels in _progress(ds, dataset, split, input_size, batch_size):
             preds = np.asarray(predict(images.numpy()))
             if preds.shape != tuple(labels.shape):
@@ -102,14 +112,67 @@ def evaluate_predictor(
                     f"predictor returned class maps of shape {preds.shape} for labels of shape "
                     f"{tuple(labels.shape)}"
                 )
-            yield from zip(labels.numpy(), preds, strict=True)
+            for image, label, pred in zip(images.numpy(), labels.numpy(), preds, strict=True):
+                if out is not None and index in shown:
+                    examples.append((names[index], image.astype(np.uint8), label, pred))
+                index += 1
+                yield label, pred
 
     label_maps, pred_maps = itertools.tee(pairs())
-    return evaluate_predictions(
+    scores = evaluate_predictions(
         map(operator.itemgetter(0), label_maps),
         map(operator.itemgetter(1), pred_maps),
         dataset.config,
     )
+    if out is not None:
+        write_figures(scores, examples, dataset.config, Path(out))
+    return scores
+
+
+def example_indices(count: int, shown: int) -> list[int]:
+    """``shown`` indices of ``count`` images spread evenly, first and last included."""
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(shown, count)).round()})
+
+
+def write_figures(
+    scores: dict,
+    examples: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    config: DatasetConfig,
+    out: Path,
+) -> dict[str, Path]:
+    """``confusion_matrix.png`` (rows normalised, class names), ``per_class_iou.png`` and
+    ``predictions.png`` (one row per ``(name, image, label, prediction)``: image | truth |
+    prediction | errors) in ``out``; returns them by name."""
+    from segnet_tf.plots import (
+        confusion_matrix_plot,
+        error_picture,
+        per_class_iou_plot,
+        prediction_grid,
+    )
+
+    rows = [
+        (
+            name,
+            image,
+            colorize(label, config),
+            colorize(pred, config),
+            error_picture(image, label, pred, config.void_id),
+        )
+        for name, image, label, pred in examples
+    ]
+    written = {
+        "confusion_matrix": confusion_matrix_plot(
+            np.asarray(scores["confusion_matrix"]),
+            config.class_names,
+            out / "confusion_matrix.png",
+        ),
+        "per_class_iou": per_class_iou_plot(scores["per_class_iou"], out / "per_class_iou.png"),
+    }
+    if rows:
+        written["predictions"] = prediction_grid(
+            rows, out / "predictions.png", config.class_names, config.colours
+        )
+    return written
 
 
 def evaluate_sampling(

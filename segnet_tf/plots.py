@@ -8,6 +8,7 @@ dataset, so a test can draw from numbers worked out by hand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def confusion_matrix_plot(cm: np.ndarray, class_names: Sequence[str], path: Path
     n = len(class_names)
     side = max(5.0, 0.42 * n + 2.5)
     fig, ax = plt.subplots(figsize=(side + 1, side), layout="constrained")
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(100 * share, cmap="Blues", vmin=0, vmax=100)
     ax.set_xticks(range(n), class_names, rotation=60, ha="right")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")
@@ -101,7 +102,7 @@ def confusion_matrix_plot(cm: np.ndarray, class_names: Sequence[str], path: Path
                         fontsize=7,
                         color=colour,
                     )
-    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's pixels")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="% of the true class's pixels")
     ax.set_title("confusion matrix (rows normalised, %)")
     return _save(fig, path)
 
@@ -137,11 +138,16 @@ def per_class_iou_plot(per_class_iou: Mapping[str, float | None], path: Path) ->
 
 
 def prediction_grid(
-    samples: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]], path: Path
+    samples: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    path: Path,
+    class_names: Sequence[str] = (),
+    colours: Sequence[Sequence[int]] = (),
 ) -> Path:
     """One row per sample ``(name, image, truth, prediction, errors)``, uint8 RGB pictures of
-    one size: the errors panel is :func:`error_picture`'s."""
+    one size (the errors panel is :func:`error_picture`'s), the classes' colours as a legend."""
     plt = pyplot()
+    from matplotlib.patches import Patch
+
     columns = ("image", "truth", "prediction", "errors (red)")
     fig, axes = plt.subplots(
         len(samples),
@@ -159,6 +165,19 @@ def prediction_grid(
             if row == 0:
                 ax.set_title(columns[col])
         axes[row, 0].set_ylabel(name, fontsize=8)
+    if class_names:
+        handles = [
+            Patch(color=np.asarray(c) / 255, label=n)
+            for n, c in zip(class_names, colours, strict=True)
+        ]
+        rows = math.ceil(len(handles) / 10)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=math.ceil(len(handles) / rows),
+            fontsize=8,
+            frameon=False,
+        )
     return _save(fig, path)
 
 

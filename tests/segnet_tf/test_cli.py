@@ -113,11 +113,17 @@ def test_models_lists_every_preset():
 
 @pytest.mark.slow
 def test_evaluate_and_predict_a_run(tiny_run, tmp_path):
-    result = run("evaluate", "--model", tiny_run.run_dir, "--json", tmp_path / "val.json")
+    args = ("--json", tmp_path / "val.json", "--out", tmp_path / "figures")
+    result = run("evaluate", "--model", tiny_run.run_dir, *args)
     assert result.exit_code == 0, result.output
     assert "8 images (val)" in result.output and "mIoU" in result.output
     scores = json.loads((tmp_path / "val.json").read_text())
     assert scores["miou"] == pytest.approx(tiny_run.best_miou, abs=1e-6)
+    pictures = {p.name: cv2.imread(str(p)) for p in (tmp_path / "figures").iterdir()}
+    assert sorted(pictures) == ["confusion_matrix.png", "per_class_iou.png", "predictions.png"]
+    # 6 of the 8 val images, one row each (2.6 in at 110 dpi), above the class legend
+    height = pictures["predictions.png"].shape[0]
+    assert 6 * 2.6 * 110 < height < (6 * 2.6 + 1.5) * 110
 
     image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "frame.png"), image)
@@ -127,3 +133,5 @@ def test_evaluate_and_predict_a_run(tiny_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert cv2.imread(str(tmp_path / "pred" / "frame_overlay.png")).shape == (30, 40, 3)
     assert (tmp_path / "pred" / "frame_mask.png").is_file()
+    ids = cv2.imread(str(tmp_path / "pred" / "frame_ids.png"), cv2.IMREAD_UNCHANGED)
+    assert ids.shape == (30, 40) and ids.dtype == np.uint8 and ids.max() < 11
