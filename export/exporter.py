@@ -211,7 +211,8 @@ def export_model(options: ExportOptions, log=print) -> dict:
         report["parity"] = _parity(model, staging, report, dataset, input_size, options, log, masks)
         report.update(
             model=model.name,
-            source=str(options.model),
+            # relative to the export folder: no machine's paths in a shipped report
+            source=os.path.relpath(Path(options.model).resolve(), Path(options.out).resolve()),
             input_size=list(input_size),
             num_classes=config.num_classes,
             target=options.target,

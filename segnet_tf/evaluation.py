@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -350,5 +351,11 @@ def _dataset(data: Dataset | str | Path | None, model_or_path) -> Dataset:
         raise ValueError(
             "no --data given and the model is not in a run directory with config.json; "
             "pass --data DIR"
+        )
+    trained_on = info["train"].get("data")
+    if trained_on is not None and not Path(trained_on).is_dir():
+        raise FileNotFoundError(
+            "no --data given, and the dataset this model was trained on is not here (looked "
+            f"for {os.path.relpath(trained_on)}, where its config.json points): pass --data DIR"
         )
     return open_run_dataset(info["train"])

@@ -46,6 +46,7 @@ from segnet_tf.runs import (
     atomic_save_model,
     open_run_dataset,
     read_history,
+    read_run_config,
     read_state,
     remove_stale_temp_files,
     truncate_history,
@@ -298,7 +299,9 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
                 f"--resume: {run_dir} has no config.json, nothing to resume"
                 + (" (every worker must see the run directory)" if cluster_from_env() else "")
             )
-        stored = json.loads((run_dir / "config.json").read_text())["train"]
+        stored = (read_run_config(run_dir) or {}).get("train")
+        if stored is None:
+            raise ValueError(f"--resume: {run_dir / 'config.json'} is not a run's config")
         # How to run is the invocation's (e.g. more machines now), what to run is the run's.
         strategy = config.strategy if config.strategy != "auto" else stored.get("strategy", "auto")
         config = replace(

@@ -4,6 +4,7 @@ on a tiny synthetic dataset and run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,7 +24,11 @@ COMMANDS = [
     ["data", "stats"],
     ["data", "check"],
     ["data", "pack"],
+    ["data", "split"],
+    ["export"],
 ]
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "models" / "segnet-lite-camvid"
 
 
 def run(*args: str):
@@ -42,6 +47,28 @@ def test_every_help_shows_an_example(command):
     result = run(*command, "--help")
     assert result.exit_code == 0, result.output
     assert "Example" in result.output
+    if "Options:" in result.output:  # one layout: description, examples, then the options
+        assert result.output.index("Example") < result.output.index("Options:")
+
+
+def strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [s for item in items for s in strings(item)]
+
+
+@pytest.mark.parametrize("name", ["config.json", "report.json", "labels.json"])
+def test_the_shipped_files_hold_no_machines_paths(name):
+    found = [s for s in strings(json.loads((SHIPPED / name).read_text())) if Path(s).is_absolute()]
+    assert not found
+
+
+def test_the_shipped_model_without_data_names_no_other_machines_folder():
+    result = run("evaluate", "--model", SHIPPED)
+    assert_clean_error(result, 1, "the dataset this model was trained on is not here")
+    assert "where its config.json points): pass --data DIR" in " ".join(result.output.split())
+    assert "/work/runs" not in result.output
 
 
 def test_bad_input_size_is_a_usage_error(tmp_path):
