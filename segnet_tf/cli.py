@@ -196,7 +196,13 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, unsafe_load: bool) -> No
     show_default=True,
     help="AdamW's decoupled weight decay.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Epochs to train.",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -287,7 +293,13 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, unsafe_load: bool) -> No
     show_default=True,
     help="Peak learning rate (AdamW, warmup + cosine decay).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the initial weights, the shuffling and the augmentation.",
+)
 @click.option(
     "--width",
     type=click.FloatRange(min=0, min_open=True),
@@ -434,9 +446,19 @@ def train_command(
     "--data", type=click.Path(), help="Dataset folder; default: the data the run was trained on."
 )
 @click.option(
-    "--split", type=click.Choice(["val", "test", "train"]), default="val", show_default=True
+    "--split",
+    type=click.Choice(["val", "test", "train"]),
+    default="val",
+    show_default=True,
+    help="The split to score.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Images per forward pass.",
+)
 @click.option(
     "--full-res",
     is_flag=True,
@@ -631,8 +653,14 @@ def data_group() -> None:
 
 
 @data_group.command()
-@click.option("--data", "root", required=True, type=click.Path())
-@click.option("--split", default="train", show_default=True)
+@click.option(
+    "--data",
+    "root",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder, in any layout of docs/datasets.md.",
+)
+@click.option("--split", default="train", show_default=True, help="The split to count.")
 @click.option("--json", "json_path", type=click.Path(), help="Also write the statistics here.")
 def stats(root, split, json_path) -> None:
     """Per-class pixel shares and median-frequency class weights.
@@ -654,7 +682,13 @@ def stats(root, split, json_path) -> None:
 
 
 @data_group.command()
-@click.option("--data", "root", required=True, type=click.Path())
+@click.option(
+    "--data",
+    "root",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder, in any layout of docs/datasets.md.",
+)
 def check(root) -> None:
     """Decode every image and label and report every problem (sizes, unknown ids, bad files).
 
@@ -672,7 +706,13 @@ def check(root) -> None:
 
 
 @data_group.command()
-@click.option("--data", "root", required=True, type=click.Path())
+@click.option(
+    "--data",
+    "root",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder, in any layout of docs/datasets.md.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Output folder for the shards.")
 @click.option("--png", is_flag=True, help="Store images losslessly (default: JPEG quality 95).")
 def pack(root, out, png) -> None:
@@ -688,7 +728,13 @@ def pack(root, out, png) -> None:
 
 
 @data_group.command("split")
-@click.option("--data", "root", required=True, type=click.Path())
+@click.option(
+    "--data",
+    "root",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder, in any layout of docs/datasets.md.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Folder for the split's list files.")
 @click.option(
     "--by-drive",
