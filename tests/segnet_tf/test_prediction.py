@@ -241,3 +241,21 @@ def test_globs_and_the_default_output_folder(basic, tmp_path, monkeypatch):
     assert second[0].mask == Path("runs/predict2/a_mask.png")  # never overwritten
     with pytest.raises(FileNotFoundError, match=r"frames/\*\.tif: the pattern matches no images"):
         predict_images(basic, ["frames/*.tif"], None)
+
+
+def test_evaluate_scores_an_onnx_model_as_its_class_maps_say(tmp_path):
+    from segnet_tf.data import make_dataset, open_dataset, write_synthetic_dataset
+    from segnet_tf.evaluation import evaluate_predictions
+    from segnet_tf.export.evaluate import evaluate_exported
+
+    weights = tiny_onnx(tmp_path / "m" / "model.onnx", size=(16, 16))
+    data = write_synthetic_dataset(tmp_path / "data", train=2, val=3, size=(24, 32))
+    scores = evaluate_exported(tmp_path / "m" / "model.onnx", data, split="val")
+    batches = make_dataset(
+        open_dataset(data), split="val", input_size=(16, 16), batch_size=1, training=False
+    )
+    pairs = [(y.numpy()[0], (x.numpy()[0] @ weights).argmax(-1)) for x, y in batches]
+    want = evaluate_predictions([y for y, _ in pairs], [p for _, p in pairs], CAMVID)
+    assert scores["num_images"] == 3 and scores["input_size"] == [16, 16]
+    assert scores["confusion_matrix"] == want["confusion_matrix"]
+    assert scores["miou"] == want["miou"]
