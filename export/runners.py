@@ -97,6 +97,19 @@ def num_classes(runner) -> int:
     return int(runner.output["shape"][-1])
 
 
+def outputs_probabilities(path: str | Path) -> bool:
+    """Whether the ``labels.json`` beside ``path`` lists it as a Monte Carlo file (``export
+    --mc-samples``), whose output is the mean probabilities of its samples, not logits."""
+    labels = Path(path).parent / LABELS_FILE
+    if not labels.is_file() or labels.stat().st_size > MAX_LABELS_BYTES:
+        return False
+    try:
+        monte_carlo = json.loads(labels.read_text()).get("monte_carlo") or {}
+        return Path(path).name in monte_carlo.get("files", [])
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError):
+        return False  # exported_classes names what is wrong with the file
+
+
 def exported_classes(path: str | Path, runner, default: DatasetConfig) -> DatasetConfig:
     """The classes of an exported model: the ``labels.json`` beside it (which must match the
     model's class count and input size, as the demo checks), else ``default`` when the count

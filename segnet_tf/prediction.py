@@ -253,7 +253,7 @@ def open_segmenter(
 
 
 def _exported_segmenter(path: Path, config: DatasetConfig | None, samples: int | None):
-    from segnet_tf.export.runners import exported_classes, load_exported
+    from segnet_tf.export.runners import exported_classes, load_exported, outputs_probabilities
 
     if samples is not None and samples > 1:
         raise ValueError(
@@ -267,13 +267,20 @@ def _exported_segmenter(path: Path, config: DatasetConfig | None, samples: int |
             f"model {str(path)!r} predicts {int(runner.output['shape'][-1])} classes but "
             f"{classes.name!r} has {classes.num_classes}"
         )
-    size = runner.input_size
+    size, monte_carlo = runner.input_size, outputs_probabilities(path)
 
-    def run(image: np.ndarray) -> tuple[np.ndarray, None]:
+    def run(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         h, w = image.shape[:2]
-        scores = runner(cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA))
-        probs = tf.nn.softmax(tf.convert_to_tensor(scores, tf.float32))
-        return tf.image.resize(probs, (h, w), method="bilinear").numpy(), None
+        scores = tf.convert_to_tensor(
+            runner(cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)), tf.float32
+        )
+        if monte_carlo:  # mean probabilities of the samples (int8: dequantised, renormalised)
+            clipped = tf.maximum(scores, 0.0)
+            probs = clipped / tf.maximum(tf.reduce_sum(clipped, -1, keepdims=True), 1e-12)
+        else:
+            probs = tf.nn.softmax(scores)
+        probs = tf.image.resize(probs, (h, w), method="bilinear").numpy()
+        return probs, normalised_entropy(probs) if monte_carlo else None
 
     return Segmenter(path.name, classes, run)
 

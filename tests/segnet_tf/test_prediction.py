@@ -19,6 +19,7 @@ from segnet_tf.prediction import (
     overlay,
     predict_images,
     segment,
+    uncertainty_heatmap,
 )
 
 
@@ -259,3 +260,18 @@ def test_evaluate_scores_an_onnx_model_as_its_class_maps_say(tmp_path):
     assert scores["num_images"] == 3 and scores["input_size"] == [16, 16]
     assert scores["confusion_matrix"] == want["confusion_matrix"]
     assert scores["miou"] == want["miou"]
+
+
+def test_an_exported_monte_carlo_model_gives_its_uncertainty(monte_carlo_export, tmp_path):
+    from segnet_tf.export.tflite import TFLiteModel
+
+    path = monte_carlo_export / "model_mc.tflite"
+    runner = TFLiteModel(path.read_bytes())
+    image = random_image(*runner.input_size, seed=9)
+    (result,) = predict_images(path, [write_png(tmp_path / "s.png", image)], tmp_path / "out")
+    mean = runner(image)  # the samples' mean probabilities, as the export computes them
+    ids = cv2.imread(str(result.ids), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(ids, mean.argmax(-1))
+    heat = cv2.imread(str(result.uncertainty))
+    want = uncertainty_heatmap(normalised_entropy(mean / mean.sum(-1, keepdims=True)))
+    assert np.abs(heat.astype(int) - want.astype(int)).max() <= 8  # one inferno step or so
