@@ -54,9 +54,13 @@ def _tflite_runner(path: Path, content: bytes, threads: int | None):
             "(python edge_demo/camera.py --edgetpu); use model_int8.tflite here"
         )
     try:
-        return TFLiteModel(content, num_threads=threads)
+        runner = TFLiteModel(content, num_threads=threads)
     except (ValueError, RuntimeError) as e:
         raise ExportedModelError(f"model {str(path)!r}: LiteRT cannot load it: {e}") from None
+    shape = [int(d) for d in runner.input["shape"]]
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+        raise ExportedModelError(f"model {str(path)!r}: input shape {shape} is not [1, H, W, 3]")
+    return runner
 
 
 def _onnx_runner(path: Path, content: bytes, threads: int | None):
@@ -71,7 +75,7 @@ def _onnx_runner(path: Path, content: bytes, threads: int | None):
     except Exception as e:  # ONNX Runtime raises its own exception types for bad files
         raise ExportedModelError(f"model {str(path)!r}: ONNX Runtime cannot load it: {e}") from None
     shape = tuple(runner.input.shape)
-    if len(shape) == 4 and all(isinstance(d, int) for d in shape):
+    if len(shape) == 4 and all(isinstance(d, int) for d in shape) and shape[::3] == (1, 3):
         runner.input_size = (int(shape[1]), int(shape[2]))
     else:
         raise ExportedModelError(
