@@ -21,6 +21,7 @@ from segnet_tf.distributed import DEFAULT_JOIN_TIMEOUT, ClusterError, launch_loc
 from segnet_tf.evaluation import CURVE_METRICS, evaluate, evaluate_sampling
 from segnet_tf.models import PRESETS, build_model, unsafe_loading
 from segnet_tf.prediction import DEFAULT_OUT, EXPORTED_SUFFIXES, predict_images
+from segnet_tf.progress import bars_shown
 from segnet_tf.progress import quiet as no_progress_bars
 from segnet_tf.runs import read_state
 from segnet_tf.training import PRECISIONS, TrainConfig, train
@@ -414,7 +415,8 @@ def train_command(
     if resume:
         click.echo(f"resuming {out} with the options in its config.json")
     try:
-        result = train(config, join_timeout=join_timeout)
+        # Keras' step bar on a terminal; one line per epoch in a log, a pipe or with --quiet
+        result = train(config, join_timeout=join_timeout, verbose=1 if bars_shown() else 2)
     except KeyboardInterrupt:
         done = read_state(Path(out))["epoch"]
         saved = f"{out}/last.keras holds epoch {done}" if done else "no epoch finished yet"
