@@ -55,7 +55,6 @@ _SHOWN = 3
 class RoadLayout:
     """A release's layout: how to recognise its folder, its classes and its samples."""
 
-    name: str
     found: Callable[[Path], bool]
     config: Callable[[Path], DatasetConfig]
     splits: Callable[[Path], Splits]
@@ -262,18 +261,16 @@ def _kitti_splits(root: Path) -> Splits:
 
 
 ROAD_LAYOUTS = (
-    RoadLayout("cityscapes", _cityscapes_found, lambda root: CITYSCAPES, _cityscapes_splits),
+    RoadLayout(_cityscapes_found, lambda root: CITYSCAPES, _cityscapes_splits),
     RoadLayout(
-        "bdd100k",
         lambda root: _bdd100k_folders(root) is not None,
         lambda root: BDD100K,
         _bdd100k_splits,
     ),
     RoadLayout(
-        "mapillary-vistas-v1.2",
         lambda root: _vistas_config_file(root) is not None,
         vistas_config,
         _vistas_splits,
     ),
-    RoadLayout("kitti", _kitti_found, lambda root: KITTI, _kitti_splits),
+    RoadLayout(_kitti_found, lambda root: KITTI, _kitti_splits),
 )
