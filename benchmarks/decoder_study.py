@@ -7,14 +7,14 @@ into ``OUT/<decoder>/``, a run folder like any other: ``--resume`` continues the
 and skips the finished, so a killed study loses at most an epoch. With a test split, the run's
 ``best.keras`` (selected on val) is scored on test; without one, val cannot both select and score,
 so the last epoch's ``last.keras`` is scored on val. Point ``--data`` at a drive-held-out split
-(``segnet-tf data split --by-drive``) to score on a road training never saw.
+(``segnet-tf data split``) to score on a road training never saw.
 
 Our numbers are not the paper's: it trains at 360x480 until convergence and scores on CamVid's
 233 test images; the default here is a reduced size and epoch count that fits a 2-core CPU (see
 docs/decoders.md), so only comparisons between our own rows mean something.
 
 Run from the repository root:
-    segnet-tf data split --data ../shared/camvid --by-drive --holdout 0006R0 --out runs/split-0006R0
+    segnet-tf data split --data ../shared/camvid --holdout 0006R0 --out runs/split-0006R0
     python -m benchmarks.decoder_study --data runs/split-0006R0 --out runs/decoder-study
     python -m benchmarks.decoder_study --data runs/split-0006R0 --out runs/decoder-study --resume
     # full scale (GPU): the paper's size
@@ -35,7 +35,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from benchmarks.report import fmt, table
@@ -45,6 +44,7 @@ from segnet_tf.evaluation import evaluate
 from segnet_tf.models import build_model
 from segnet_tf.models.costs import forward_ms, forward_peak_mb
 from segnet_tf.models.decoders import BASIC_DECODERS, DECODERS, TABLE_1, kept_bytes
+from segnet_tf.progress import progress, quiet
 from segnet_tf.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -266,12 +267,9 @@ def pct(v: float | None) -> float | None:
 
 # --------------------------------------------------------------------------- the picture
 
-WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (190, 190, 190)
-FAMILY_COLOURS = {"indices": (180, 90, 30), "fcn": (30, 120, 230), "bilinear": (60, 160, 60)}
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-PANEL = (440, 560)  # height, width
-MARGIN = {"left": 70, "right": 20, "top": 66, "bottom": 60}
+FAMILY_COLOURS = {"indices": "#1e5ab4", "fcn": "#e6781e", "bilinear": "#3ca03c"}
 LEGEND = {"indices": "index unpooling", "fcn": "learned upsampling", "bilinear": "fixed bilinear"}
+FIGURE_SIZE = (11.2, 4.4)  # inches, at segnet_tf.plots.DPI
 
 
 def family(decoder: str) -> str:
@@ -280,57 +278,78 @@ def family(decoder: str) -> str:
     )
 
 
-def panel(points: list[tuple[str, float, float]], title: str, x_label: str) -> np.ndarray:
-    """One scatter plot: mIoU (%) against kept memory on a log(1 + x) axis, labelled points."""
-    h, w = PANEL
-    img = np.full((h, w, 3), 255, np.uint8)
-    x0, x1 = MARGIN["left"], w - MARGIN["right"]
-    y0, y1 = h - MARGIN["bottom"], MARGIN["top"]
-    decades = int(np.ceil(np.log10(max([x for _, x, _ in points] + [10.0]))))
-    top = np.log10(1 + 10**decades)  # the axis ends at a power of ten
-    ys = [y for _, _, y in points]
-    low = 5 * np.floor((min(ys, default=0) - 2) / 5)
-    high = 5 * np.ceil((max(ys, default=100) + 2) / 5)
+def panel(ax, points: list[tuple[str, float, float]], title: str, x_label: str) -> None:
+    """One scatter plot: mIoU (%) against kept memory on a symmetric log axis (0 included),
+    labelled points (:func:`label_groups`, :func:`label_position`)."""
+    from matplotlib.ticker import FuncFormatter
 
-    def at(x: float, y: float) -> tuple[int, int]:
-        u = x0 + (x1 - x0) * np.log10(1 + x) / top
-        v = y0 - (y0 - y1) * (y - low) / max(high - low, 1e-9)
-        return int(round(u)), int(round(v))
-
-    cv2.rectangle(img, (x0, y1), (x1, y0), BLACK, 1)
-    for tick in [0, *(10**k for k in range(decades + 1))]:
-        u, _ = at(tick, low)
-        cv2.line(img, (u, y0), (u, y0 + 5), BLACK, 1)
-        cv2.putText(img, f"{tick:g}", (u - 8, y0 + 20), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
-    step = 5 if high - low <= 40 else 10
-    for tick in np.arange(low, high + 1e-9, step):
-        _, v = at(0, tick)
-        cv2.line(img, (x0, v), (x1, v), GREY, 1)
-        cv2.putText(img, f"{tick:g}", (x0 - 30, v + 4), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
-    placed: list[tuple[int, int, int, int]] = []  # boxes a label must not cover: points, labels
-    for name, x, y in points:
-        u, v = at(x, y)
-        cv2.circle(img, (u, v), 5, FAMILY_COLOURS[family(name)], -1, cv2.LINE_AA)
-        placed.append((u - 6, v - 6, u + 6, v + 6))
-    for name, (u, v) in label_groups([(n, at(x, y)) for n, x, y in points]):
-        (tw, th), _ = cv2.getTextSize(name, FONT, 0.38, 1)
-        left, top_y, moved = label_position(u, v, tw, th, placed, (x0, x1))
-        placed.append((left, top_y, left + tw, top_y + th))
-        if moved:  # a leader from the point to its label
-            near = left if left > u else left + tw
-            cv2.line(img, (u, v), (near, top_y + th // 2), GREY, 1, cv2.LINE_AA)
-        cv2.putText(img, name, (left, top_y + th), FONT, 0.38, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(img, title, (x0, 26), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
-    u = x0
     for key, text in LEGEND.items():
-        cv2.circle(img, (u + 5, 44), 5, FAMILY_COLOURS[key], -1, cv2.LINE_AA)
-        cv2.putText(img, text, (u + 14, 48), FONT, 0.38, BLACK, 1, cv2.LINE_AA)
-        u += 28 + cv2.getTextSize(text, FONT, 0.38, 1)[0][0]
-    cv2.putText(img, x_label, (x0, h - 18), FONT, 0.42, BLACK, 1, cv2.LINE_AA)
-    label = np.full((20, 120, 3), 255, np.uint8)
-    cv2.putText(label, "mIoU %", (10, 15), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
-    img[(h - 120) // 2 : (h + 120) // 2, 5:25] = cv2.rotate(label, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    return img
+        ours = [(x, y) for name, x, y in points if family(name) == key]
+        if ours:
+            ax.scatter(
+                *zip(*ours, strict=True),
+                s=55,
+                color=FAMILY_COLOURS[key],
+                label=text,
+                zorder=3,
+                clip_on=False,  # the points at 0 sit on the axis
+            )
+    ys = [y for _, _, y in points]
+    decades = int(np.ceil(np.log10(max([x for _, x, _ in points] + [10.0]))))
+    ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+    ax.set_xlim(0, 10**decades)
+    ax.set_xticks([0, *(10**k for k in range(decades + 1))])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_ylim(
+        5 * np.floor((min(ys, default=0) - 2) / 5), 5 * np.ceil((max(ys, default=100) + 2) / 5)
+    )
+    ax.grid(axis="y", alpha=0.4)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("mIoU %")
+    ax.set_title(title, loc="left", fontsize=10, pad=22)
+    ax.legend(
+        loc="lower left",
+        bbox_to_anchor=(0, 1.0),
+        ncol=3,
+        frameon=False,
+        fontsize=8,
+        borderaxespad=0.2,
+        handletextpad=0.2,
+    )
+    _label_points(ax, points)
+
+
+def _label_points(ax, points: list[tuple[str, float, float]]) -> None:
+    """Labels placed in screen pixels (y down, as :func:`label_position` counts): coinciding
+    points share one, none covers another or a point, a leader where one had to move."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    height = fig.bbox.height
+    box = ax.get_window_extent(renderer)
+
+    def screen(x: float, y: float) -> tuple[int, int]:
+        u, v = ax.transData.transform((x, y))
+        return int(round(u)), int(round(height - v))
+
+    placed = [(u - 6, v - 6, u + 6, v + 6) for u, v in (screen(x, y) for _, x, y in points)]
+    for name, (u, v) in label_groups([(n, screen(x, y)) for n, x, y in points]):
+        probe = ax.text(0, 0, name, fontsize=8)
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        tw, th = int(np.ceil(extent.width)), int(np.ceil(extent.height))
+        left, top, moved = label_position(u, v, tw, th, placed, (int(box.x0), int(box.x1)))
+        placed.append((left, top, left + tw, top + th))
+        x, y = ax.transData.inverted().transform((u, height - v))
+        ax.annotate(
+            name,
+            (x, y),
+            xytext=(left, height - top - th),
+            textcoords="figure pixels",
+            fontsize=8,
+            va="bottom",
+            ha="left",
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.8} if moved else None,
+        )
 
 
 def label_groups(points: list[tuple[str, tuple[int, int]]]) -> list[tuple[str, tuple[int, int]]]:
@@ -364,25 +383,33 @@ def label_position(
 
 def draw_tradeoff(result: dict, path: Path) -> None:
     """Ours beside the paper's: mIoU against the encoder memory each decoder keeps."""
+    from segnet_tf.plots import DPI, pyplot
+
+    plt = pyplot()
     s = result["settings"]
     size = "x".join(map(str, s["cost_size"]))
     ours = [(r["decoder"], r["kept_bytes"] / 1e6, 100 * r["miou"]) for r in result["rows"]]
     theirs = [
         (name, row["storage_multiplier"] or 0, row["miou"]) for name, row in result["paper"].items()
     ]
-    left = panel(
+    # fixed margins, not a layout engine: labels are placed in figure pixels after the axes are
+    fig, (left, right) = plt.subplots(1, 2, figsize=FIGURE_SIZE, dpi=DPI)
+    fig.subplots_adjust(left=0.06, right=0.985, bottom=0.14, top=0.83, wspace=0.16)
+    panel(
+        left,
         ours,
         f"this run: {s['input_size'][0]}x{s['input_size'][1]}, {epochs(s)}, {scored_on(s)}",
         f"kept encoder memory, MB per {size} image (log scale)",
     )
-    right = panel(
+    panel(
+        right,
         theirs,
         "paper, Table 1: 360x480, CamVid test",
         "storage multiplier, SegNet-Basic = 1 (log scale)",
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.hstack([left, right])):
-        raise OSError(f"could not write {path}")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- main
@@ -396,7 +423,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
         split = "test" if "test" in splits else "val"
     cost_size = args.input_size if args.smoke else PAPER_SIZE
     rows = []
-    for decoder in args.decoders:
+    for decoder in progress(args.decoders, "decoder study", unit="decoder"):
         row = run_variant(args, decoder, split, cost_size, log)
         rows.append(row)
         log(
@@ -436,7 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        run(args)
+        with quiet(args.quiet):
+            run(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"decoder_study: {e}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from segnet_tf.data import CAMVID, Dataset, make_dataset, open_dataset, synthetic_dataset
+from segnet_tf.progress import progress
 
 
 class CalibrationError(ValueError):
@@ -64,7 +65,7 @@ def representative_dataset(images: np.ndarray):
     pinned[0, 0, 0, :], pinned[0, 0, 1, :] = 0.0, 255.0
 
     def generate():
-        for image in pinned:
+        for image in progress(pinned, "int8 calibration"):
             yield [image[None]]
 
     return generate

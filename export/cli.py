@@ -22,7 +22,11 @@ Artifacts: saved_model/, labels.json, report.json and
 """ + "\n".join(f"  {f.filename:<22} {f.description}" for f in FORMATS.values())
 
 
-@click.command("export", epilog=EXAMPLE)
+@click.command(
+    "export",
+    help="Export a trained model to SavedModel, TFLite (builtin ops only) and ONNX, with a "
+    "parity report.\n" + EXAMPLE,
+)
 @click.option(
     "--model",
     "model",
@@ -30,7 +34,11 @@ Artifacts: saved_model/, labels.json, report.json and
     type=click.Path(path_type=Path),
     help="Trained .keras file (or a run folder holding best.keras).",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output folder; default: export/ beside the model (in the run folder).",
+)
 @click.option(
     "--int8/--no-int8",
     default=None,
@@ -100,8 +108,8 @@ def export_command(
     seed,
     equalize,
 ):
-    """Export a trained model to SavedModel, TFLite (builtin ops only) and ONNX, with a parity
-    report."""
+    if out is None:
+        out = (model if model.is_dir() else model.parent) / "export"
     options = ExportOptions(
         model=model,
         out=out,

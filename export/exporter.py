@@ -53,6 +53,7 @@ from segnet_tf.layers import (
     MaxPoolingWithArgmax2D,
 )
 from segnet_tf.models import load_model
+from segnet_tf.progress import progress
 from segnet_tf.runs import model_classes, read_run_config
 
 
@@ -210,7 +211,8 @@ def export_model(options: ExportOptions, log=print) -> dict:
         report["parity"] = _parity(model, staging, report, dataset, input_size, options, log, masks)
         report.update(
             model=model.name,
-            source=str(options.model),
+            # relative to the export folder: no machine's paths in a shipped report
+            source=os.path.relpath(Path(options.model).resolve(), Path(options.out).resolve()),
             input_size=list(input_size),
             num_classes=config.num_classes,
             target=options.target,
@@ -440,7 +442,7 @@ def _parity(
             continue
         runner = _runner(name, (staging / artifact["file"]).read_bytes(), threads)
         runner(images[0])  # warm-up: first invoke allocates and packs weights
-        outs = [runner.timed(image) for image in images]
+        outs = [runner.timed(image) for image in progress(images, f"parity {artifact['file']}")]
         maps = np.stack([np.argmax(o, -1) for o, _ in outs])
         found = scores(maps)
         m = found["miou"]

@@ -22,7 +22,9 @@ from segnet_tf.distributed import DEFAULT_JOIN_TIMEOUT, ClusterError, launch_loc
 from segnet_tf.errors import describe
 from segnet_tf.evaluation import CURVE_METRICS, evaluate, evaluate_sampling
 from segnet_tf.models import PRESETS, build_model, unsafe_loading
-from segnet_tf.prediction import predict_images
+from segnet_tf.prediction import DEFAULT_OUT, EXPORTED_SUFFIXES, predict_images
+from segnet_tf.progress import bars_shown
+from segnet_tf.progress import quiet as no_progress_bars
 from segnet_tf.runs import read_state
 from segnet_tf.training import PRECISIONS, TrainConfig, train
 
@@ -123,13 +125,20 @@ def command_line(ctx: click.Context, drop: tuple[str, ...] = ()) -> list[str]:
     help="Also show TensorFlow's own log lines (held back otherwise). Give it before the command.",
 )
 @click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress bars (drawn on stderr only when it is a terminal). Give it before the "
+    "command.",
+)
+@click.option(
     "--unsafe-load",
     is_flag=True,
     help="Load model files that run code when loaded (Lambda layers, functions outside Keras), "
     "which are refused otherwise. Only for files you trust.",
 )
 @click.pass_context
-def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
+def cli(ctx: click.Context, verbose: bool, quiet: bool, unsafe_load: bool) -> None:
     """SegNet semantic segmentation: train, evaluate, predict and export.
 
     \b
@@ -137,8 +146,11 @@ def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
       segnet-tf train --out runs/demo
       segnet-tf evaluate --model runs/demo
       segnet-tf --verbose train --out runs/demo2   # with TensorFlow's log lines
+      segnet-tf --quiet evaluate --model runs/demo  # no progress bars
     """
     _setup_logging(verbose)
+    if quiet:
+        ctx.with_resource(no_progress_bars())
     if unsafe_load:
         click.echo(
             "warning: --unsafe-load: a model file loaded by this command can run any code; "
@@ -196,7 +208,13 @@ def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
     show_default=True,
     help="AdamW's decoupled weight decay.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Epochs to train.",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -287,7 +305,13 @@ def cli(ctx: click.Context, verbose: bool, unsafe_load: bool) -> None:
     show_default=True,
     help="Peak learning rate (AdamW, warmup + cosine decay).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the initial weights, the shuffling and the augmentation.",
+)
 @click.option(
     "--width",
     type=click.FloatRange(min=0, min_open=True),
@@ -345,8 +369,9 @@ def train_command(
     workers,
     join_timeout,
 ) -> None:
-    """Train a model; the run directory gets config.json, best.keras, last.keras, history.csv
-    and tensorboard/.
+    """Train a model; the run directory gets config.json, best.keras, last.keras, history.csv,
+    tensorboard/ (`tensorboard --logdir RUN/tensorboard`) and, at the end, results.png (loss
+    and mIoU curves).
 
     \b
     Examples:
@@ -401,7 +426,8 @@ def train_command(
     if resume:
         click.echo(f"resuming {out} with the options in its config.json")
     try:
-        result = train(config, join_timeout=join_timeout)
+        # Keras' step bar on a terminal; one line per epoch in a log, a pipe or with --quiet
+        result = train(config, join_timeout=join_timeout, verbose=1 if bars_shown() else 2)
     except KeyboardInterrupt:
         done = read_state(Path(out))["epoch"]
         saved = f"{out}/last.keras holds epoch {done}" if done else "no epoch finished yet"
@@ -426,15 +452,26 @@ def train_command(
     "model_path",
     required=True,
     type=click.Path(),
-    help="A .keras file, a run directory (uses its best.keras) or an exported .tflite file.",
+    help="A .keras file, a run directory (uses its best.keras) or an exported .tflite or .onnx "
+    "file.",
 )
 @click.option(
     "--data", type=click.Path(), help="Dataset folder; default: the data the run was trained on."
 )
 @click.option(
-    "--split", type=click.Choice(["val", "test", "train"]), default="val", show_default=True
+    "--split",
+    type=click.Choice(["val", "test", "train"]),
+    default="val",
+    show_default=True,
+    help="The split to score.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Images per forward pass.",
+)
 @click.option(
     "--full-res",
     is_flag=True,
@@ -442,16 +479,27 @@ def train_command(
     "instead of at the model's input size.",
 )
 @click.option(
+    "--mc-samples",
     "--samples",
+    "samples",
     callback=parse_counts,
     metavar="N[,N...]",
     help="Bayesian SegNet: score Monte Carlo dropout with N sampled passes per image, and "
-    "compare counts as a curve (1 = weight averaging, dropout off; e.g. 1,2,4,8).",
+    "compare counts as a curve (1 = weight averaging, dropout off; e.g. 1,2,4,8). "
+    "--samples: its old name, kept until 0.2.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Dropout seed of --samples.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Dropout seed of --mc-samples."
+)
 @click.option("--json", "json_path", type=click.Path(), help="Also write the scores to this file.")
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Also draw confusion_matrix.png (rows normalised), per_class_iou.png and "
+    "predictions.png (image | truth | prediction | errors) in this folder.",
+)
 def evaluate_command(
-    model_path, data, split, batch_size, full_res, samples, seed, json_path
+    model_path, data, split, batch_size, full_res, samples, seed, json_path, out
 ) -> None:
     """Global accuracy, class accuracy, mIoU, per-class IoU and boundary F1 at the model's
     input size (or, with --full-res, at the labels' size).
@@ -460,21 +508,25 @@ def evaluate_command(
     Examples:
       segnet-tf evaluate --model runs/camvid/best.keras --data ../shared/camvid --split val \\
           --json runs/camvid/val.json
-      segnet-tf evaluate --model runs/bayes --samples 1,2,4,8,16   # sampling vs weight averaging
+      segnet-tf evaluate --model runs/bayes --mc-samples 1,2,4,8,16  # sampling vs averaging
+      segnet-tf evaluate --model exported/model_int8.tflite --data ../shared/camvid
+      segnet-tf evaluate --model runs/camvid --out runs/camvid/val   # with its pictures
     """
-    if Path(model_path).suffix == ".tflite":  # an exported model: the export layer runs it
+    if Path(model_path).suffix.lower() in EXPORTED_SUFFIXES:  # the export layer runs it
         if data is None or full_res or samples is not None:
             raise click.UsageError(
-                "a .tflite model needs --data and is scored at its input size, one pass"
+                f"a {Path(model_path).suffix} model needs --data and is scored at its input "
+                "size, one pass"
             )
-        from segnet_tf.export.evaluate import evaluate_tflite
+        from segnet_tf.export.evaluate import evaluate_exported
 
-        scores = evaluate_tflite(model_path, data, split=split)
+        scores = evaluate_exported(model_path, data, split=split, out=out)
         click.echo(format_scores(scores))
     elif samples is not None:
-        if full_res:
+        if full_res or out:
             raise click.BadParameter(
-                "scores at the model's input size only", param_hint="--samples"
+                "scores at the model's input size only and draws no pictures (--out)",
+                param_hint="--mc-samples",
             )
         scores = evaluate_sampling(
             model_path, data, split=split, samples=samples, batch_size=batch_size, seed=seed
@@ -484,9 +536,16 @@ def evaluate_command(
         click.echo(format_scores({**scores, **scores["scores"][str(samples[-1])]}))
     else:
         scores = evaluate(
-            model_path, data, split=split, batch_size=batch_size, full_resolution=full_res
+            model_path,
+            data,
+            split=split,
+            batch_size=batch_size,
+            full_resolution=full_res,
+            out=out,
         )
         click.echo(format_scores(scores))
+    if out:
+        click.echo(f"wrote confusion_matrix.png, per_class_iou.png and predictions.png to {out}")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(scores, indent=2))
@@ -536,21 +595,32 @@ def format_curve(result: dict) -> str:
 
 
 @cli.command("predict")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--model",
     "model_path",
     type=click.Path(),
-    help="A .keras file or run directory; default: models/segnet-lite-camvid/model.keras.",
+    help="A .keras file, a run directory, or an exported .tflite or .onnx file (classes from "
+    "the labels.json beside it); default: models/segnet-lite-camvid/model.keras.",
 )
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Output folder.")
 @click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    help="Monte Carlo dropout passes per image (bayesian-segnet; default 8 for it, else 1); "
-    "above 1 also writes <name>_uncertainty.png. 1 is weight averaging (dropout off).",
+    "--out",
+    type=click.Path(),
+    help=f"Output folder; default: {DEFAULT_OUT} (then {DEFAULT_OUT}2, ...: never overwritten).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Dropout seed of --samples.")
+@click.option(
+    "--mc-samples",
+    "--samples",
+    "samples",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Monte Carlo dropout passes per image (bayesian-segnet; default 8 for it, else 1); "
+    "above 1 also writes <name>_uncertainty.png. 1 is weight averaging (dropout off). "
+    "--samples: its old name, kept until 0.2.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Dropout seed of --mc-samples."
+)
 @click.option(
     "--alpha",
     type=click.FloatRange(0, 1),
@@ -558,19 +628,28 @@ def format_curve(result: dict) -> str:
     show_default=True,
     help="Mask opacity in the overlays.",
 )
-def predict_command(model_path, inputs, out, samples, seed, alpha) -> None:
-    """Write <name>_mask.png and <name>_overlay.png for images or folders of images, and for
-    bayesian-segnet <name>_uncertainty.png (normalised predictive entropy of the Monte Carlo
-    samples, inferno colour map: black certain, yellow uniform over the classes).
+def predict_command(inputs, model_path, out, samples, seed, alpha) -> None:
+    """Segment images, folders, glob patterns or videos: <name>_ids.png (uint8 class ids, for
+    your own pipeline), <name>_mask.png (their colours) and <name>_overlay.png; for a video
+    <name>_mask.mp4, <name>_overlay.mp4 and <name>_ids/ (a class-id PNG per frame); for
+    bayesian-segnet also <name>_uncertainty.png (normalised predictive entropy of the Monte
+    Carlo samples, inferno colour map: black certain, yellow uniform over the classes).
 
     \b
     Examples:
-      segnet-tf predict --model runs/camvid/best.keras frames/ street.png --out predictions/
-      segnet-tf predict --model runs/bayes --samples 16 street.png --out predictions/
+      segnet-tf predict street.png                        # the shipped model, to runs/predict
+      segnet-tf predict frames/ "drive/*.jpg" --model runs/camvid --out predictions/
+      segnet-tf predict dashcam.mp4 --model exported/model_int8.tflite
+      segnet-tf predict street.png --model runs/bayes --mc-samples 16
     """
     results = predict_images(model_path, inputs, out, samples=samples, alpha=alpha, seed=seed)
-    extra = " and uncertainty maps" if any(r.uncertainty for r in results) else ""
-    click.echo(f"wrote masks and overlays{extra} of {len(results)} images to {out}")
+    where = results[0].mask.parent if results else out
+    frames = sum(r.frames for r in results)
+    extra = ", uncertainty maps" if any(r.uncertainty for r in results) else ""
+    click.echo(
+        f"wrote class ids, masks, overlays{extra} of {len(results)} inputs ({frames} frames) "
+        f"to {where}"
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -587,8 +666,14 @@ def data_group() -> None:
 
 
 @data_group.command()
-@click.option("--data", "root", required=True, type=click.Path())
-@click.option("--split", default="train", show_default=True)
+@click.option(
+    "--data",
+    "root",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder, in any layout of docs/datasets.md.",
+)
+@click.option("--split", default="train", show_default=True, help="The split to count.")
 @click.option("--json", "json_path", type=click.Path(), help="Also write the statistics here.")
 def stats(root, split, json_path) -> None:
     """Per-class pixel shares and median-frequency class weights.
@@ -610,7 +695,13 @@ def stats(root, split, json_path) -> None:
 
 
 @data_group.command()
-@click.option("--data", "root", required=True, type=click.Path())
+@click.option(
+    "--data",
+    "root",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder, in any layout of docs/datasets.md.",
+)
 def check(root) -> None:
     """Decode every image and label and report every problem (sizes, unknown ids, bad files).
 
@@ -621,11 +712,20 @@ def check(root) -> None:
     dataset = open_dataset(root)
     count = validate(dataset)
     splits = ", ".join(f"{name} {n}" for name, n in dataset.counts.items())
-    click.echo(f"{root}: {count} samples OK ({splits}; {dataset.config.num_classes} classes)")
+    config = dataset.config
+    click.echo(
+        f"{root}: {count} samples OK ({splits}; {config.num_classes} classes of {config.name})"
+    )
 
 
 @data_group.command()
-@click.option("--data", "root", required=True, type=click.Path())
+@click.option(
+    "--data",
+    "root",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder, in any layout of docs/datasets.md.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Output folder for the shards.")
 @click.option("--png", is_flag=True, help="Store images losslessly (default: JPEG quality 95).")
 def pack(root, out, png) -> None:
@@ -641,13 +741,20 @@ def pack(root, out, png) -> None:
 
 
 @data_group.command("split")
-@click.option("--data", "root", required=True, type=click.Path())
+@click.option(
+    "--data",
+    "root",
+    required=True,
+    type=click.Path(),
+    help="Dataset folder, in any layout of docs/datasets.md.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Folder for the split's list files.")
 @click.option(
     "--by-drive",
     is_flag=True,
-    required=True,
-    help="Hold out whole drives (the drive is read off each file name).",
+    default=True,
+    hidden=True,
+    help="Hold out whole drives: the only way to split, and the default (accepted, not needed).",
 )
 @click.option(
     "--holdout",
@@ -668,14 +775,14 @@ def pack(root, out, png) -> None:
     help="Regular expression whose first group is the drive in a file name.",
 )
 def split(root, out, by_drive, holdout, splits, pattern) -> None:
-    """Write train/val list files with whole drives held out, to choose recipes on a road that
-    training never saw.
+    """Write train/val list files with whole drives held out (the drive is read off each file
+    name), to choose recipes on a road that training never saw.
 
     \b
     Examples:
-      segnet-tf data split --data ../shared/camvid --by-drive --holdout 0006R0 --out splits/0006R0
+      segnet-tf data split --data ../shared/camvid --holdout 0006R0 --out splits/0006R0
       segnet-tf train --data splits/0006R0 ...      # val mIoU is now a cross-drive score
-      segnet-tf data split --data ../shared/camvid --by-drive --out splits/loo  # each drive in turn
+      segnet-tf data split --data ../shared/camvid --out splits/loo  # each drive in turn
     """
     summary = write_drive_split(
         root, out, holdout, [s.strip() for s in splits.split(",") if s.strip()], pattern

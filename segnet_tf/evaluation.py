@@ -17,14 +17,16 @@ the mean of N sampled passes, as a curve over N.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from segnet_tf.data import Dataset, DatasetConfig, make_dataset, open_dataset
+from segnet_tf.data import Dataset, DatasetConfig, colorize, make_dataset, open_dataset
 from segnet_tf.metrics import (
     boundary_f1,
     class_accuracy,
@@ -40,11 +42,13 @@ from segnet_tf.prediction import (
     sampling_curve,
     segment,
 )
+from segnet_tf.progress import progress
 from segnet_tf.runs import model_classes, open_run_dataset, read_run_config
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Float32 RGB batch ``[N, H, W, 3]`` in 0..255 -> class ids ``[N, H, W]``."""
 CURVE_METRICS = ("global_accuracy", "class_accuracy", "miou", "bf_score")
+EXAMPLES = 6  # rows of the sample-prediction grid of ``evaluate --out``
 
 
 def evaluate(
@@ -54,8 +58,10 @@ def evaluate(
     input_size: tuple[int, int] | None = None,
     batch_size: int = 8,
     full_resolution: bool = False,
+    out: str | Path | None = None,
 ) -> dict:
-    """Scores of a model on ``split`` of ``data`` (see :func:`evaluate_predictions` for the keys).
+    """Scores of a model on ``split`` of ``data`` (see :func:`evaluate_predictions` for the keys),
+    and with ``out`` their pictures (:func:`write_figures`).
 
     ``data`` is a dataset folder or :class:`Dataset`; None takes the data the model's run was
     trained on (from the run's ``config.json``, synthetic scenes included). ``input_size`` defaults
@@ -68,9 +74,10 @@ def evaluate(
     check_classes(model, model_or_path, dataset)
     size = model_input_size(model, input_size)
     if full_resolution:
-        scores = evaluate_predictor(full_resolution_predictor(model), dataset, split)
+        scores = evaluate_predictor(full_resolution_predictor(model), dataset, split, out=out)
     else:
-        scores = evaluate_predictor(keras_predictor(model), dataset, split, size, batch_size)
+        predict = keras_predictor(model)
+        scores = evaluate_predictor(predict, dataset, split, size, batch_size, out=out)
     return {
         **scores,
         "split": split,
@@ -85,29 +92,88 @@ def evaluate_predictor(
     split: str = "val",
     input_size: tuple[int, int] | None = None,
     batch_size: int = 8,
+    out: str | Path | None = None,
 ) -> dict:
     """Scores of any predictor on ``split`` of a dataset (or dataset folder), images and labels
-    resized to ``input_size`` (None: native size, one image per batch)."""
+    resized to ``input_size`` (None: native size, one image per batch); with ``out``, the
+    pictures of :func:`write_figures` there, the examples spread evenly over the split."""
     if not isinstance(dataset, Dataset):
         dataset = open_dataset(dataset)
     ds = _batches(dataset, split, input_size, batch_size)
+    names = [s.name for s in dataset.split(split)]
+    shown = set(example_indices(len(names), EXAMPLES))
+    examples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for images, labels in ds:
+        index = 0
+        for images, labels in _progress(ds, dataset, split, input_size, batch_size):
             preds = np.asarray(predict(images.numpy()))
             if preds.shape != tuple(labels.shape):
                 raise ValueError(
                     f"predictor returned class maps of shape {preds.shape} for labels of shape "
                     f"{tuple(labels.shape)}"
                 )
-            yield from zip(labels.numpy(), preds, strict=True)
+            for image, label, pred in zip(images.numpy(), labels.numpy(), preds, strict=True):
+                if out is not None and index in shown:
+                    examples.append((names[index], image.astype(np.uint8), label, pred))
+                index += 1
+                yield label, pred
 
     label_maps, pred_maps = itertools.tee(pairs())
-    return evaluate_predictions(
+    scores = evaluate_predictions(
         map(operator.itemgetter(0), label_maps),
         map(operator.itemgetter(1), pred_maps),
         dataset.config,
     )
+    if out is not None:
+        write_figures(scores, examples, dataset.config, Path(out))
+    return scores
+
+
+def example_indices(count: int, shown: int) -> list[int]:
+    """``shown`` indices of ``count`` images spread evenly, first and last included."""
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(shown, count)).round()})
+
+
+def write_figures(
+    scores: dict,
+    examples: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    config: DatasetConfig,
+    out: Path,
+) -> dict[str, Path]:
+    """``confusion_matrix.png`` (rows normalised, class names), ``per_class_iou.png`` and
+    ``predictions.png`` (one row per ``(name, image, label, prediction)``: image | truth |
+    prediction | errors) in ``out``; returns them by name."""
+    from segnet_tf.plots import (
+        confusion_matrix_plot,
+        error_picture,
+        per_class_iou_plot,
+        prediction_grid,
+    )
+
+    rows = [
+        (
+            name,
+            image,
+            colorize(label, config),
+            colorize(pred, config),
+            error_picture(image, label, pred, config.void_id),
+        )
+        for name, image, label, pred in examples
+    ]
+    written = {
+        "confusion_matrix": confusion_matrix_plot(
+            np.asarray(scores["confusion_matrix"]),
+            config.class_names,
+            out / "confusion_matrix.png",
+        ),
+        "per_class_iou": per_class_iou_plot(scores["per_class_iou"], out / "per_class_iou.png"),
+    }
+    if rows:
+        written["predictions"] = prediction_grid(
+            rows, out / "predictions.png", config.class_names, config.colours
+        )
+    return written
 
 
 def evaluate_sampling(
@@ -131,12 +197,12 @@ def evaluate_sampling(
     """
     counts = sorted(set(samples))
     if not counts or counts[0] < 1:
-        raise ValueError(f"--samples: counts must be >= 1, got {list(samples)}")
+        raise ValueError(f"--mc-samples: counts must be >= 1, got {list(samples)}")
     model = model_or_path if isinstance(model_or_path, keras.Model) else load_model(model_or_path)
     if counts[-1] > 1 and not monte_carlo_dropout_layers(model):
         raise ValueError(
-            f"--samples {counts[-1]}: model {model.name!r} has no Monte Carlo dropout; sampling "
-            "needs a 'bayesian-segnet' model (--samples 1 is plain weight averaging)"
+            f"--mc-samples {counts[-1]}: model {model.name!r} has no Monte Carlo dropout; sampling "
+            "needs a 'bayesian-segnet' model (--mc-samples 1 is plain weight averaging)"
         )
     dataset = _dataset(data, model_or_path)
     check_classes(model, model_or_path, dataset)
@@ -145,7 +211,8 @@ def evaluate_sampling(
     labels: list[np.ndarray] = []
     maps: dict[int, list[np.ndarray]] = {n: [] for n in counts}
     entropy = {n: np.zeros(3) for n in counts}  # sums over right and wrong pixels, and count
-    for images, batch_labels in _batches(dataset, split, size, batch_size):
+    batches = _batches(dataset, split, size, batch_size)
+    for images, batch_labels in _progress(batches, dataset, split, size, batch_size):
         batch_labels = batch_labels.numpy()
         labelled = batch_labels != void
         first = not labels  # seeded once: later batches continue the same random stream
@@ -252,6 +319,13 @@ def _batches(dataset: Dataset, split: str, input_size, batch_size: int):
     )
 
 
+def _progress(batches, dataset: Dataset, split: str, input_size, batch_size: int):
+    """The batches of :func:`_batches` with a bar counting them."""
+    per_batch = batch_size if input_size is not None else 1
+    total = math.ceil(len(dataset.split(split)) / per_batch)
+    return progress(batches, f"evaluate {split}", total=total, unit="batch")
+
+
 def model_input_size(
     model: keras.Model, requested: tuple[int, int] | None = None
 ) -> tuple[int, int] | None:
@@ -277,5 +351,11 @@ def _dataset(data: Dataset | str | Path | None, model_or_path) -> Dataset:
         raise ValueError(
             "no --data given and the model is not in a run directory with config.json; "
             "pass --data DIR"
+        )
+    trained_on = info["train"].get("data")
+    if trained_on is not None and not Path(trained_on).is_dir():
+        raise FileNotFoundError(
+            "no --data given, and the dataset this model was trained on is not here (looked "
+            f"for {os.path.relpath(trained_on)}, where its config.json points): pass --data DIR"
         )
     return open_run_dataset(info["train"])

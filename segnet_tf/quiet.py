@@ -32,6 +32,10 @@ from pathlib import Path
 CLI_SCRIPT = "segnet-tf"
 CLI_MODULE = "segnet_tf.cli"
 VERBOSE_FLAGS = ("-v", "--verbose")
+TENSORFLOW_HINT = (
+    "segnet-tf needs TensorFlow, installed as an extra: pip install 'segnet-tf[cpu]' (CPU) or "
+    "'segnet-tf[gpu]' (CUDA), or -r requirements.txt in a checkout ({})"
+)
 
 
 def cli_args(argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None = None):
@@ -72,9 +76,14 @@ def import_tensorflow() -> None:
     args = cli_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", log_level(args))
     quiet = args is not None and not verbose_requested(args)
-    with held_back_stderr() if quiet else _nothing():
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+    try:
+        with held_back_stderr() if quiet else _nothing():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("tensorflow"):
+            raise
+        raise ModuleNotFoundError(TENSORFLOW_HINT.format(e), name=e.name) from None
 
 
 def native_notices() -> AbstractContextManager[None]:

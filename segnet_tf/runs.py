@@ -6,7 +6,8 @@ A run directory holds everything needed to evaluate, export or continue a run:
 - ``last.keras``: the compiled model after the latest epoch, optimizer state included (resume);
 - ``best.keras``: the float32 inference model (no optimizer) of the best validation epoch, the
   one to evaluate and export;
-- ``state.json``: completed epochs and best score; ``history.csv``; ``tensorboard/``.
+- ``state.json``: completed epochs and best score; ``history.csv``; ``tensorboard/`` and
+  ``results.png`` (:mod:`segnet_tf.run_logs`).
 
 Every file is written to a temporary name in the run directory and renamed over the old one
 (``os.replace`` is atomic), so a kill at any moment leaves the previous complete version. The
@@ -80,20 +81,37 @@ def write_state(run_dir: Path, state: Mapping) -> None:
 
 
 def write_run_config(run_dir: Path, info: Mapping) -> None:
-    atomic_write_text(Path(run_dir) / "config.json", json.dumps(dict(info), indent=2))
+    """``config.json``, its paths relative to the run (no machine's folders in a shipped run)."""
+    info = dict(info)
+    if isinstance(info.get("train"), Mapping):
+        info["train"] = _moved_paths(info["train"], lambda p: os.path.relpath(p, run_dir))
+    atomic_write_text(Path(run_dir) / "config.json", json.dumps(info, indent=2))
 
 
 def read_run_config(path: str | Path) -> dict | None:
-    """The ``config.json`` of the run that a model file or run directory belongs to, if any."""
+    """The ``config.json`` of the run that a model file or run directory belongs to, if any, its
+    relative paths resolved against the run's folder."""
     path = Path(path)
-    config = (path if path.is_dir() else path.parent) / "config.json"
+    folder = path if path.is_dir() else path.parent
+    config = folder / "config.json"
     if not config.is_file():
         return None
     try:
         info = json.loads(config.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{config}: not valid JSON: {e}") from e
-    return info if isinstance(info, dict) and {"train", "dataset"} <= info.keys() else None
+    if not isinstance(info, dict) or not {"train", "dataset"} <= info.keys():
+        return None
+    if isinstance(info["train"], dict):
+        info["train"] = _moved_paths(info["train"], lambda p: os.path.normpath(folder / p))
+    return info
+
+
+RUN_PATHS = ("out", "data", "init_weights")  # the training options that name files
+
+
+def _moved_paths(train: Mapping, move) -> dict:
+    return {k: move(v) if k in RUN_PATHS and isinstance(v, str) else v for k, v in train.items()}
 
 
 def open_run_dataset(train: Mapping) -> Dataset:

@@ -18,7 +18,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 import segnet_tf
 from segnet_tf.data import Dataset, dataset_stats, make_dataset
@@ -41,11 +40,13 @@ from segnet_tf.models import build_model, load_model, transfer_weights
 from segnet_tf.models.encoder_weights import calibrate_batch_norm
 from segnet_tf.models.registry import check_decoder
 from segnet_tf.optimizers import LayerwiseAdamW
+from segnet_tf.run_logs import run_log_callbacks
 from segnet_tf.runs import (
     FRESH_STATE,
     atomic_save_model,
     open_run_dataset,
     read_history,
+    read_run_config,
     read_state,
     remove_stale_temp_files,
     truncate_history,
@@ -234,7 +235,7 @@ def train(
             keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
         ]
         if chief:
-            own.append(EpochScalars(run_dir / "tensorboard"))
+            own += run_log_callbacks(run_dir)
         fit = dict(validation_data=val_ds, callbacks=[*own, *callbacks], verbose=verbose)
         frozen_until = min(config.freeze_encoder_epochs, config.epochs)
         if state["epoch"] < frozen_until:  # make_dataset shuffles
@@ -298,7 +299,9 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
                 f"--resume: {run_dir} has no config.json, nothing to resume"
                 + (" (every worker must see the run directory)" if cluster_from_env() else "")
             )
-        stored = json.loads((run_dir / "config.json").read_text())["train"]
+        stored = (read_run_config(run_dir) or {}).get("train")
+        if stored is None:
+            raise ValueError(f"--resume: {run_dir / 'config.json'} is not a run's config")
         # How to run is the invocation's (e.g. more machines now), what to run is the run's.
         strategy = config.strategy if config.strategy != "auto" else stored.get("strategy", "auto")
         config = replace(
@@ -407,39 +410,6 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _write_state(self, **changes) -> None:
         self.state.update(changes)
         write_state(self.run_dir, self.state)
-
-
-class EpochScalars(keras.callbacks.Callback):
-    """Per-epoch losses, metrics and learning rate as TensorBoard scalars (``train/`` and
-    ``validation/`` like Keras' callback). Written with TF's core summary op: TF 2.21 no longer
-    installs the ``tensorboard`` package that ``keras.callbacks.TensorBoard`` needs to log."""
-
-    _METADATA = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-    )
-
-    def __init__(self, log_dir: Path):
-        super().__init__()
-        self.log_dir = Path(log_dir)
-        self._writers: dict[str, tf.summary.SummaryWriter] = {}
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = dict(logs or {})
-        optimizer = self.model.optimizer
-        logs["learning_rate"] = float(optimizer.learning_rate)
-        for key, value in logs.items():
-            run, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            writer = self._writers.get(run)
-            if writer is None:
-                writer = self._writers[run] = tf.summary.create_file_writer(str(self.log_dir / run))
-            with writer.as_default():
-                tf.summary.write(f"epoch_{tag}", float(value), step=epoch, metadata=self._METADATA)
-            writer.flush()
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}  # a frozen warm-up is followed by a second fit
 
 
 # --------------------------------------------------------------------------- data and weights

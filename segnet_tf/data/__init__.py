@@ -1,8 +1,17 @@
-"""Datasets: class config, folder discovery, synthetic scenes, tf.data pipeline, packing, stats."""
+"""Datasets: class config, folder discovery (road-scene releases included), synthetic scenes,
+tf.data pipeline, packing, stats."""
 
 from __future__ import annotations
 
-from segnet_tf.data.config import CAMVID, SUNRGBD, DatasetConfig, load_dataset_config
+from segnet_tf.data.config import (
+    BDD100K,
+    CAMVID,
+    CITYSCAPES,
+    KITTI,
+    SUNRGBD,
+    DatasetConfig,
+    load_dataset_config,
+)
 from segnet_tf.data.datasets import Dataset, Sample, open_dataset, save_dataset, validate
 from segnet_tf.data.io import DatasetError, colorize, load_image, load_label
 from segnet_tf.data.pipeline import make_dataset, unwrap_dataset_error
@@ -11,7 +20,10 @@ from segnet_tf.data.stats import dataset_stats, median_frequency_weights
 from segnet_tf.data.synthetic import render_scene, synthetic_dataset, write_synthetic_dataset
 
 __all__ = [
+    "BDD100K",
     "CAMVID",
+    "CITYSCAPES",
+    "KITTI",
     "SUNRGBD",
     "Dataset",
     "DatasetConfig",

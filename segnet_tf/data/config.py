@@ -1,8 +1,10 @@
 """Dataset configuration: the one home of class names, colours, the void id and class weights.
 
-CamVid's 11-class SegNet split and SUN RGB-D's 37 classes are built in; other datasets (a user's
-own classes) are described by a small YAML or JSON file with the same keys as
-:meth:`DatasetConfig.to_dict`.
+CamVid's 11-class SegNet split, SUN RGB-D's 37 classes and the 19 classes that Cityscapes, BDD100K
+and KITTI share are built in; other datasets (a user's own classes) are described by a small YAML
+or JSON file with the same keys as :meth:`DatasetConfig.to_dict`. A label file whose ids are not
+the class ids (Cityscapes' 34 ``labelIds``, a tool's own numbering) is read through ``id_map``:
+label id -> class id, every other id void.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 MAX_LABEL_ID = 65535  # label maps are 8- or 16-bit PNGs
@@ -25,7 +30,9 @@ class DatasetConfig:
     ``void_id`` is a label id that is not a class: it is left out of the loss and every metric.
     It may equal ``num_classes`` (CamVid's 11) or be ``None`` when every pixel is labelled.
     ``class_weights`` are optional per-class loss weights (CamVid: the paper's median-frequency
-    weights); ``segnet-tf data stats`` computes them for any dataset.
+    weights); ``segnet-tf data stats`` computes them for any dataset. ``id_map`` (label id,
+    class id) pairs say how the ids in single-channel label files become classes: an id that is
+    not listed becomes the void id (required then). None: the files hold class ids.
     """
 
     name: str
@@ -34,6 +41,7 @@ class DatasetConfig:
     void_id: int | None = None
     void_colour: tuple[int, int, int] = (0, 0, 0)
     class_weights: tuple[float, ...] | None = None
+    id_map: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         """Every value checked here, once, whoever builds the config (a YAML file, a run's
@@ -79,6 +87,25 @@ class DatasetConfig:
                 f"dataset config {self.name!r}: void_id {self.void_id} is also a class id; "
                 f"use an id >= {len(self.class_names)} (commonly 255)"
             )
+        if self.id_map is not None:
+            self._check_id_map()
+
+    def _check_id_map(self) -> None:
+        where = f"dataset config {self.name!r}: id_map"
+        if self.void_id is None:
+            raise ValueError(f"{where} sends unlisted ids to the void id, but void_id is not set")
+        seen: set[int] = set()
+        for label_id, class_id in self.id_map or ():
+            if not 0 <= label_id <= MAX_LABEL_ID:
+                raise ValueError(f"{where}: label id {label_id} is outside 0..{MAX_LABEL_ID}")
+            if label_id in seen:
+                raise ValueError(f"{where}: label id {label_id} is mapped twice")
+            seen.add(label_id)
+            if not 0 <= class_id < self.num_classes and class_id != self.void_id:
+                raise ValueError(
+                    f"{where}: label id {label_id} -> {class_id}, which is neither a class "
+                    f"(0..{self.num_classes - 1}) nor the void id {self.void_id}"
+                )
 
     @property
     def num_classes(self) -> int:
@@ -90,7 +117,19 @@ class DatasetConfig:
         d["colours"] = [list(c) for c in self.colours]
         d["void_colour"] = list(self.void_colour)
         d["class_weights"] = None if self.class_weights is None else list(self.class_weights)
+        d["id_map"] = None if self.id_map is None else {k: v for k, v in self.id_map}
         return d
+
+    def mapped(self) -> DatasetConfig:
+        """This config for labels that hold class ids already (what ``pack_dataset`` and
+        ``save_dataset`` write): without ``id_map``."""
+        return replace(self, id_map=None)
+
+    def map_ids(self, label: np.ndarray) -> np.ndarray:
+        """Label ids -> class ids through ``id_map`` (unlisted ids -> void); no map: ``label``."""
+        if self.id_map is None:
+            return label
+        return _id_lut(self.id_map, int(self.void_id))[label]  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetConfig:
@@ -98,15 +137,18 @@ class DatasetConfig:
         ``ValueError`` naming the key (never echoing the value: a YAML alias bomb has no
         printable size)."""
         weights, void_id = d.get("class_weights"), d.get("void_id")
+        name = _text(d.get("name", "custom"), "name")
+        names = tuple(_text(n, "class_names") for n in _items(d, "class_names"))
         return cls(
-            name=_text(d.get("name", "custom"), "name"),
-            class_names=tuple(_text(n, "class_names") for n in _items(d, "class_names")),
+            name=name,
+            class_names=names,
             colours=tuple(_rgb(c, "colours") for c in _items(d, "colours")),
             void_id=None if void_id is None else _integer(void_id, "void_id"),
             void_colour=_rgb(d.get("void_colour", (0, 0, 0)), "void_colour"),
             class_weights=None
             if weights is None
             else tuple(_number(w, "class_weights") for w in _items(d, "class_weights")),
+            id_map=None if d.get("id_map") is None else parse_id_map(d["id_map"], names),
         )
 
 
@@ -143,6 +185,42 @@ def _rgb(value, key: str) -> tuple[int, int, int]:
     if not isinstance(value, list | tuple) or len(value) != 3:
         raise ValueError(f"dataset config: {key!r} holds something other than [r, g, b]")
     return tuple(_integer(v, key) for v in value)  # type: ignore[return-value]
+
+
+def parse_id_map(value: object, class_names: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """``{label id: class}`` (a class id or name; YAML or JSON, whose keys are strings) ->
+    sorted (label id, class id) pairs."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"id_map must be a mapping of label id -> class, not {type(value).__name__}"
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    pairs = []
+    for key, target in value.items():
+        try:
+            label_id = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"id_map: key {key!r} is not an integer label id") from None
+        if isinstance(target, str) and target in index:
+            pairs.append((label_id, index[target]))
+        elif isinstance(target, int) and not isinstance(target, bool):
+            pairs.append((label_id, target))
+        else:
+            raise ValueError(
+                f"id_map: label id {label_id} -> {target!r}, which is neither a class id nor "
+                f"one of the class names ({', '.join(class_names)})"
+            )
+    return tuple(sorted(pairs))
+
+
+@lru_cache(maxsize=16)
+def _id_lut(id_map: tuple[tuple[int, int], ...], void_id: int) -> np.ndarray:
+    dtype = np.uint8 if max([void_id, *(c for _, c in id_map)]) <= 255 else np.uint16
+    lut = np.full(MAX_LABEL_ID + 1, void_id, dtype)
+    for label_id, class_id in id_map:
+        lut[label_id] = class_id
+    lut.flags.writeable = False
+    return lut
 
 
 # fmt: off
@@ -192,16 +270,61 @@ SUNRGBD = DatasetConfig(
     void_id=255,
     void_colour=(0, 0, 0),
 )
-# fmt: on
 
-BUILTIN_CONFIGS = {"camvid": CAMVID, "sunrgbd": SUNRGBD}
+# Cityscapes' 19 evaluation classes and colours (cityscapesScripts' labels.py, in trainId order)
+# and its table from the 34 labelIds of the `*_gtFine_labelIds.png` files to those classes; every
+# other labelId (unlabeled, ego vehicle, parking, rail track, guard rail, bridge, tunnel,
+# polegroup, caravan, trailer, license plate, ...) is void 255, as the benchmark scores them.
+# KITTI's semantic benchmark labels with the same labelIds, BDD100K with the trainIds themselves.
+ROAD_CLASS_NAMES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)
+ROAD_COLOURS = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+    (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)
+CITYSCAPES_LABEL_IDS = (  # labelId -> trainId of the 19 evaluated classes
+    (7, 0), (8, 1), (11, 2), (12, 3), (13, 4), (17, 5), (19, 6), (20, 7), (21, 8), (22, 9),
+    (23, 10), (24, 11), (25, 12), (26, 13), (27, 14), (28, 15), (31, 16), (32, 17), (33, 18),
+)
+# fmt: on
+CITYSCAPES = DatasetConfig(
+    name="cityscapes",
+    class_names=ROAD_CLASS_NAMES,
+    colours=ROAD_COLOURS,
+    void_id=255,
+    id_map=CITYSCAPES_LABEL_IDS,
+)
+BDD100K = DatasetConfig(
+    name="bdd100k", class_names=ROAD_CLASS_NAMES, colours=ROAD_COLOURS, void_id=255
+)
+KITTI = DatasetConfig(
+    name="kitti",
+    class_names=ROAD_CLASS_NAMES,
+    colours=ROAD_COLOURS,
+    void_id=255,
+    id_map=CITYSCAPES_LABEL_IDS,
+)
+
+BUILTIN_CONFIGS = {
+    "camvid": CAMVID,
+    "sunrgbd": SUNRGBD,
+    "cityscapes": CITYSCAPES,
+    "bdd100k": BDD100K,
+    "kitti": KITTI,
+}
 # SUN RGB-D's 37 classes take 2 kB, so 64 KiB holds a thousand classes; the cap also bounds the
 # time PyYAML (pure Python) spends on a hostile file to a few seconds.
 MAX_CONFIG_FILE_BYTES = 2**16
 
 
 def load_dataset_config(source: str | Path) -> DatasetConfig:
-    """A built-in config by name (``camvid``, ``sunrgbd``) or one read from a ``.yaml``/``.json``
+    """A built-in config by name (``camvid``, ``sunrgbd``, ``cityscapes``, ``bdd100k``, ``kitti``)
+    or one read from a ``.yaml``/``.json``
     file."""
     if str(source).lower() in BUILTIN_CONFIGS:
         return BUILTIN_CONFIGS[str(source).lower()]

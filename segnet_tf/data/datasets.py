@@ -1,11 +1,13 @@
 """Finding, reading and checking segmentation datasets on disk.
 
-Three layouts are recognised in a dataset folder:
+These layouts are recognised in a dataset folder:
 
 - **CamVid**: list files ``train.txt`` / ``val.txt`` / ``test.txt`` (any subset), one
   ``image label`` pair of paths relative to the folder per line (``#`` comments allowed).
 - **images/labels**: ``images/`` and ``labels/`` folders whose files are paired by stem, either
   with ``train/``, ``val/``, ``test/`` subfolders in both, or as one pool that counts as ``train``.
+- **Cityscapes, BDD100K, Mapillary Vistas v1.2, KITTI**: the releases' own folders
+  (:mod:`segnet_tf.data.roads`; classes default to the release's, label ids mapped to them).
 - **SUN RGB-D**: the 37-class release's ``SUNRGBD-train_images/``, ``SUNRGBD-test_images/`` and
   ``sunrgbd_train_test_labels/`` (:mod:`segnet_tf.data.sunrgbd`; classes default to SUN RGB-D's).
 
@@ -33,8 +35,10 @@ from segnet_tf.data.io import (
     DatasetFileNotFoundError,
 )
 from segnet_tf.data.records import open_packed
+from segnet_tf.data.roads import find_road_layout
 from segnet_tf.data.samples import Dataset, Sample, SampleLike
 from segnet_tf.data.sunrgbd import is_sunrgbd, sunrgbd_splits
+from segnet_tf.progress import progress
 
 SPLIT_NAMES = ("train", "val", "test")
 CONFIG_FILES = ("dataset.yaml", "dataset.yml", "dataset.json")
@@ -53,11 +57,17 @@ def open_dataset(root: str | Path, config: DatasetConfig | str | Path | None = N
     packed = _packed_manifest(root)
     if packed is not None:
         return open_packed(root, packed, None if config is None else _as_config(config))
-    sunrgbd = is_sunrgbd(root)
-    default = SUNRGBD if sunrgbd else CAMVID
-    cfg = _as_config(config) if config is not None else _folder_config(root, default)
+    road = find_road_layout(root)
+    sunrgbd = road is None and is_sunrgbd(root)
+    if config is not None:
+        cfg = _as_config(config)
+    else:
+        default = road.config(root) if road else SUNRGBD if sunrgbd else CAMVID
+        cfg = _folder_config(root, default)
     if any((root / f"{s}.txt").is_file() for s in SPLIT_NAMES):
         splits = _list_file_splits(root)
+    elif road is not None:
+        splits = road.splits(root)
     elif (root / "images").is_dir() and (root / "labels").is_dir():
         splits = _folder_splits(root / "images", root / "labels")
     elif sunrgbd:
@@ -65,8 +75,10 @@ def open_dataset(root: str | Path, config: DatasetConfig | str | Path | None = N
     else:
         raise DatasetError(
             f"{root}: not a dataset folder; expected list files ({', '.join(SPLIT_NAMES)}.txt "
-            "with 'image label' lines), images/ + labels/ folders, SUN RGB-D's "
-            "SUNRGBD-train_images/ + sunrgbd_train_test_labels/, or a packed dataset.json"
+            "with 'image label' lines), images/ + labels/ folders, a Cityscapes, BDD100K, "
+            "Mapillary Vistas v1.2 or KITTI release folder, SUN RGB-D's "
+            "SUNRGBD-train_images/ + sunrgbd_train_test_labels/, or a packed dataset.json "
+            "(see docs/datasets.md)"
         )
     return Dataset(root=root, config=cfg, splits=splits)
 
@@ -199,7 +211,8 @@ def validate(dataset: Dataset, split: str | None = None) -> int:
         return None
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        problems = [p for p in pool.map(problem, samples) if p is not None]
+        found = progress(pool.map(problem, samples), "check", total=len(samples))
+        problems = [p for p in found if p is not None]
     if problems:
         shown = "\n  - ".join(problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
@@ -232,7 +245,8 @@ def save_dataset(
             _write_png(out / rel_label, label)
             lines.append(f"{rel_image} {rel_label}\n")
         (out / f"{split}.txt").write_text("".join(lines))
-    (out / "dataset.yaml").write_text(yaml.safe_dump(dataset.config.to_dict(), sort_keys=False))
+    config = dataset.config.mapped().to_dict()  # the PNGs hold class ids
+    (out / "dataset.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return out
 
 

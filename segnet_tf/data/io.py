@@ -51,21 +51,27 @@ def _decode(data: bytes, source: str, flags: int) -> np.ndarray:
 def decode_label(data: bytes, config: DatasetConfig, source: str) -> np.ndarray:
     """Encoded label bytes -> class ids ``[H, W]`` (uint8, or uint16 for 16-bit PNGs).
 
-    A single-channel PNG holds ids. A 3- or 4-channel one is read as colours (alpha ignored) and
-    mapped through ``config.colours`` / ``config.void_colour``; RGB labels are never read as gray
-    ids, because real palettes contain grays (CamVid's Sky is 128,128,128). Ids outside
-    ``0..num_classes-1`` other than the void id are an error.
+    A single-channel PNG holds ids (label ids through ``config.id_map`` when it has one). A 3- or
+    4-channel one is read as colours (alpha ignored) and mapped through ``config.colours`` /
+    ``config.void_colour``; RGB labels are never read as gray ids, because real palettes contain
+    grays (CamVid's Sky is 128,128,128). Ids outside ``0..num_classes-1`` other than the void id
+    are an error.
     """
     raw = _decode(data, source, cv2.IMREAD_UNCHANGED)
-    if raw.ndim == 3:
-        if raw.shape[2] == 1:
-            raw = raw[..., 0]
-        else:
-            raw = colours_to_ids(cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB), config, source)
+    if raw.ndim == 3 and raw.shape[2] == 1:
+        raw = raw[..., 0]
     if raw.dtype not in (np.uint8, np.uint16):
         raise DatasetError(
             f"{source}: label must be an 8- or 16-bit PNG of class ids, got {raw.dtype}"
         )
+    if raw.ndim == 3:
+        if config.id_map is not None:
+            raise DatasetError(
+                f"{source}: an RGB label, but dataset {config.name!r} maps label ids (id_map); "
+                "save labels as single-channel id PNGs"
+            )
+        raw = colours_to_ids(cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB), config, source)
+    raw = config.map_ids(raw)
     check_label_ids(raw, config, source)
     return raw
 

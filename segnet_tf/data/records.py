@@ -29,6 +29,7 @@ from segnet_tf.data.config import DatasetConfig
 from segnet_tf.data.io import DatasetError, DatasetFileNotFoundError, check_same_size, decode_image
 from segnet_tf.data.io import decode_label as _decode_label
 from segnet_tf.data.samples import Dataset
+from segnet_tf.progress import progress
 
 MANIFEST = "dataset.json"
 PACKED_FORMAT = "segnet-tf-records/1"
@@ -95,7 +96,7 @@ def pack_dataset(
     manifest = {
         "format": PACKED_FORMAT,
         "image_encoding": "png" if quality is None else f"jpeg (quality {quality})",
-        "config": dataset.config.to_dict(),
+        "config": dataset.config.mapped().to_dict(),  # the records hold class ids
         "splits": {},
     }
     for split in splits or list(dataset.splits):
@@ -106,7 +107,7 @@ def pack_dataset(
             chunk = samples[k * len(samples) // n_shards : (k + 1) * len(samples) // n_shards]
             name = f"{split}-{k:05d}-of-{n_shards:05d}.tfrecord"
             with tf.io.TFRecordWriter(str(out / name)) as writer:
-                for sample in chunk:
+                for sample in progress(chunk, f"pack {name}"):
                     writer.write(_example(sample, dataset.config, quality))
             files.append({"file": name, "count": len(chunk)})
         manifest["splits"][split] = {"shards": files, "names": [s.name for s in samples]}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segnet_tf.data.datasets import Dataset
+from segnet_tf.progress import progress
 
 
 def class_pixel_counts(
@@ -108,7 +109,9 @@ def dataset_stats(dataset: Dataset, split: str = "train") -> DatasetStats:
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         pixel_counts, image_pixel_counts = class_pixel_counts(
-            pool.map(load, samples), config.num_classes, config.void_id
+            progress(pool.map(load, samples), f"stats {split}", total=len(samples)),
+            config.num_classes,
+            config.void_id,
         )
     total = sum(sizes)
     labelled = int(pixel_counts.sum())

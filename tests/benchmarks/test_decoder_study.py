@@ -35,7 +35,7 @@ def test_smoke_study_writes_table_and_picture_and_resumes(tmp_path):
     assert "| `fcn` | FCN-Basic | 0.646 |" in table
     assert "paper: mIoU" in table and "| 47.3 | 38.11 |" in table
     picture = cv2.imread(str(out / "decoder_study.png"))
-    assert picture.shape == (440, 1120, 3)
+    assert picture.shape == (484, 1232, 3)  # decoder_study.FIGURE_SIZE at 110 dpi
 
     checkpoint = (out / "indices" / "last.keras").stat().st_mtime_ns
     assert decoder_study.main(["--smoke", "--out", str(out), "--resume"]) == 0

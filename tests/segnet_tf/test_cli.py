@@ -4,6 +4,7 @@ on a tiny synthetic dataset and run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,7 +24,11 @@ COMMANDS = [
     ["data", "stats"],
     ["data", "check"],
     ["data", "pack"],
+    ["data", "split"],
+    ["export"],
 ]
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "models" / "segnet-lite-camvid"
 
 
 def run(*args: str):
@@ -42,6 +47,28 @@ def test_every_help_shows_an_example(command):
     result = run(*command, "--help")
     assert result.exit_code == 0, result.output
     assert "Example" in result.output
+    if "Options:" in result.output:  # one layout: description, examples, then the options
+        assert result.output.index("Example") < result.output.index("Options:")
+
+
+def strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [s for item in items for s in strings(item)]
+
+
+@pytest.mark.parametrize("name", ["config.json", "report.json", "labels.json"])
+def test_the_shipped_files_hold_no_machines_paths(name):
+    found = [s for s in strings(json.loads((SHIPPED / name).read_text())) if Path(s).is_absolute()]
+    assert not found
+
+
+def test_the_shipped_model_without_data_names_no_other_machines_folder():
+    result = run("evaluate", "--model", SHIPPED)
+    assert_clean_error(result, 1, "the dataset this model was trained on is not here")
+    assert "where its config.json points): pass --data DIR" in " ".join(result.output.split())
+    assert "/work/runs" not in result.output
 
 
 def test_bad_input_size_is_a_usage_error(tmp_path):
@@ -83,7 +110,7 @@ def test_data_commands(tmp_path):
     root = write_synthetic_dataset(tmp_path / "synth", train=2, val=1, size=(24, 32))
     result = run("data", "check", "--data", root)
     assert result.exit_code == 0, result.output
-    assert "3 samples OK (train 2, val 1; 11 classes)" in result.output
+    assert "3 samples OK (train 2, val 1; 11 classes of camvid)" in result.output
 
     result = run("data", "stats", "--data", root, "--json", tmp_path / "stats.json")
     assert result.exit_code == 0, result.output
@@ -113,11 +140,17 @@ def test_models_lists_every_preset():
 
 @pytest.mark.slow
 def test_evaluate_and_predict_a_run(tiny_run, tmp_path):
-    result = run("evaluate", "--model", tiny_run.run_dir, "--json", tmp_path / "val.json")
+    args = ("--json", tmp_path / "val.json", "--out", tmp_path / "figures")
+    result = run("evaluate", "--model", tiny_run.run_dir, *args)
     assert result.exit_code == 0, result.output
     assert "8 images (val)" in result.output and "mIoU" in result.output
     scores = json.loads((tmp_path / "val.json").read_text())
     assert scores["miou"] == pytest.approx(tiny_run.best_miou, abs=1e-6)
+    pictures = {p.name: cv2.imread(str(p)) for p in (tmp_path / "figures").iterdir()}
+    assert sorted(pictures) == ["confusion_matrix.png", "per_class_iou.png", "predictions.png"]
+    # 6 of the 8 val images, one row each (2.6 in at 110 dpi), above the class legend
+    height = pictures["predictions.png"].shape[0]
+    assert 6 * 2.6 * 110 < height < (6 * 2.6 + 1.5) * 110
 
     image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "frame.png"), image)
@@ -127,3 +160,5 @@ def test_evaluate_and_predict_a_run(tiny_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert cv2.imread(str(tmp_path / "pred" / "frame_overlay.png")).shape == (30, 40, 3)
     assert (tmp_path / "pred" / "frame_mask.png").is_file()
+    ids = cv2.imread(str(tmp_path / "pred" / "frame_ids.png"), cv2.IMREAD_UNCHANGED)
+    assert ids.shape == (30, 40) and ids.dtype == np.uint8 and ids.max() < 11

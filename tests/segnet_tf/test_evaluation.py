@@ -114,3 +114,21 @@ def test_evaluate_needs_a_dataset_with_the_models_classes(tmp_path):
     )
     with pytest.raises(ValueError, match="classes of 'camvid' but dataset 'roads' names others"):
         evaluate(tmp_path / "best.keras", Dataset(root=None, config=roads, splits={"val": ()}))
+
+
+def test_the_sample_grid_spreads_its_examples_over_the_split():
+    from segnet_tf.evaluation import example_indices
+
+    assert example_indices(101, 6) == [0, 20, 40, 60, 80, 100]
+    assert example_indices(3, 6) == [0, 1, 2] and example_indices(1, 6) == [0]
+
+
+def test_the_errors_panel_by_hand():
+    from segnet_tf.plots import error_picture
+
+    image = np.full((1, 3, 3), 90, np.uint8)
+    truth = np.array([[1, 2, 11]])
+    pred = np.array([[1, 0, 4]])
+    np.testing.assert_array_equal(
+        error_picture(image, truth, pred, 11)[0], [[30, 30, 30], [255, 0, 0], [128, 128, 128]]
+    )

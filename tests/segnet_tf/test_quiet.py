@@ -57,3 +57,24 @@ def test_litert_notices_are_held_back(capfd):
     with native_notices():
         os.write(2, b"held\n")
     assert capfd.readouterr().err == ""
+
+
+BLOCK_TENSORFLOW = """
+import importlib.abc, sys
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+import segnet_tf
+"""
+
+
+def test_without_tensorflow_the_import_names_the_extras():
+    import subprocess
+
+    run = subprocess.run([PYTHON, "-c", BLOCK_TENSORFLOW], capture_output=True, text=True)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: segnet-tf needs TensorFlow, installed as an extra")
+    assert "pip install 'segnet-tf[cpu]' (CPU) or 'segnet-tf[gpu]' (CUDA)" in last

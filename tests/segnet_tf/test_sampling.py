@@ -1,5 +1,5 @@
 """Bayesian SegNet's evaluation: Monte Carlo dropout sampling against weight averaging, as a curve
-over the number of samples, in the library and in ``segnet-tf evaluate --samples``."""
+over the number of samples, in the library and in ``segnet-tf evaluate --mc-samples``."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_evaluation_over_n_with_weight_averaging_equal_to_plain_evaluation(bayes
 
 def test_sampling_needs_dropout(scenes):
     plain = build_model("segnet-basic", (*SIZE, 3), 11, width=0.125)
-    with pytest.raises(ValueError, match="--samples 4: model 'segnet-basic' has no Monte Carlo"):
+    with pytest.raises(ValueError, match="--mc-samples 4: model 'segnet-basic' has no Monte Carlo"):
         evaluate_sampling(plain, scenes, samples=(1, 4))
 
 

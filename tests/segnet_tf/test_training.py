@@ -30,6 +30,7 @@ from segnet_tf.data import (
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import load_model
 from segnet_tf.prediction import predict_images
+from segnet_tf.runs import read_run_config
 from segnet_tf.training import (
     TrainConfig,
     atomic_save_model,
@@ -72,6 +73,7 @@ def test_short_synthetic_run_lowers_the_loss_and_writes_the_run(tiny_run):
     assert {("epoch_loss", 0), ("epoch_loss", 1), ("epoch_learning_rate", 1)} <= train_scalars
     assert {("epoch_loss", 1), ("epoch_miou", 1)} <= scalars(run / "tensorboard" / "validation")
     assert not list(run.glob(".*tmp*")), "temporary checkpoint files left behind"
+    assert (run / "results.png").stat().st_size > 10_000  # the curves (looked at by hand)
     assert history_epochs(run) == [0, 1]
     state = read_state(run)
     assert state["epoch"] == 2 and state["best_miou"] == max(tiny_run.history["val_miou"])
@@ -241,7 +243,11 @@ def test_init_weights_start_a_run_from_a_trained_model(tiny_run, tmp_path):
     train(run, callbacks=[seen], verbose=0)
     np.testing.assert_array_equal(seen.kernel, donor.get_layer("block1_conv1").kernel.numpy())
     stored = json.loads((tmp_path / "ft" / "config.json").read_text())["train"]
-    assert stored["init_weights"] == str(Path(tiny_run.run_dir).resolve())
+    donor_dir = Path(tiny_run.run_dir).resolve()
+    # stored relative to the run (no machine's paths), read back where it is
+    assert stored["init_weights"] == os.path.relpath(donor_dir, (tmp_path / "ft").resolve())
+    assert stored["out"] == "."
+    assert read_run_config(tmp_path / "ft")["train"]["init_weights"] == str(donor_dir)
     with pytest.raises(FileNotFoundError, match="--init-weights .*no such model"):
         train(replace(run, out=str(tmp_path / "x"), init_weights=str(tmp_path / "nope")))
 
@@ -318,7 +324,7 @@ def test_short_camvid_run_then_evaluate_and_predict(camvid, tmp_path):
     )
     result = train(config, verbose=0)
     assert result.history["loss"][-1] < result.history["loss"][0]
-    assert json.loads((result.run_dir / "config.json").read_text())["train"]["data"] == str(subset)
+    assert read_run_config(result.run_dir)["train"]["data"] == str(subset)
 
     scores = evaluate(result.best_path, subset, split="val")
     assert scores["num_images"] == 4 and scores["input_size"] == [96, 128]

@@ -78,3 +78,9 @@ def test_cli_split_reports_the_counts(drives_layout, tmp_path):
     result = CliRunner().invoke(cli, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert f"{out}: train 0006R0 3, 0016E5 4; val 0001TP 2" in result.output
+    # drives are the default: --by-drive is accepted, not needed
+    again = tmp_path / "default"
+    plain = ["data", "split", "--data", str(drives_layout), "--holdout", "0001TP"]
+    result = CliRunner().invoke(cli, [*plain, "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert (again / "val.txt").read_text() == (out / "val.txt").read_text()

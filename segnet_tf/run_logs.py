@@ -1,0 +1,54 @@
+"""What a run writes for people to look at: TensorBoard logs through
+``keras.callbacks.TensorBoard`` (``tensorboard --logdir RUN/tensorboard``) and, when training
+ends, ``results.png``, the loss and mIoU curves of the whole run (``history.csv``, resumed epochs
+included). Both need the ``viz`` extra; without it training runs and says once what it skips.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import keras
+
+from segnet_tf.runs import read_history
+
+LOGGER = logging.getLogger(__name__)
+RESULTS = "results.png"
+TENSORBOARD = "tensorboard"
+
+
+class ResultsPlot(keras.callbacks.Callback):
+    """Draws ``results.png`` from the run's ``history.csv`` at the end of training."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        from segnet_tf.plots import training_curves
+
+        history = read_history(self.run_dir / "history.csv")
+        if history.get("loss"):
+            training_curves(history, self.run_dir / RESULTS, title=self.run_dir.name)
+
+
+def run_log_callbacks(run_dir: Path) -> list[keras.callbacks.Callback]:
+    """The chief's TensorBoard and ``results.png`` callbacks, those whose packages are here."""
+    run_dir = Path(run_dir)
+    found = []
+    if importlib.util.find_spec("tensorboard") is not None:
+        found.append(
+            keras.callbacks.TensorBoard(
+                str(run_dir / TENSORBOARD), write_graph=False, profile_batch=0
+            )
+        )
+    if importlib.util.find_spec("matplotlib") is not None:
+        found.append(ResultsPlot(run_dir))
+    if len(found) < 2:
+        LOGGER.warning(
+            "no TensorBoard logs or results.png without tensorboard and matplotlib: "
+            "pip install 'segnet-tf[viz]'"
+        )
+    return found
