@@ -48,4 +48,4 @@ for lever in "${levers[@]}"; do
       --json "$out/eval_$which.json"
   done
 done
-python "$(dirname "$0")/screen_table.py" "$runs" | tee "$runs/screen.md"
+python "$(dirname "$0")/../../benchmarks/screen_table.py" "$runs" | tee "$runs/screen.md"

@@ -2,7 +2,7 @@
 held-out drive, best (held-out-selected) and last epoch, with the per-class IoU of the last; the
 run it started from (``scratch`` or its ``--init-weights`` run) and its own epochs.
 
-Usage: python models/segnet-lite-camvid/screen_table.py RUNS_DIR > table.md
+Usage: python benchmarks/screen_table.py RUNS_DIR > table.md (models/*/screen.sh run it)
 """
 
 from __future__ import annotations
