@@ -94,7 +94,7 @@ def _onnx(path: Path, image: np.ndarray, threads: int) -> Runner:
 def _tflite(path: Path, image: np.ndarray, threads: int) -> Runner:
     from ai_edge_litert.interpreter import Interpreter
 
-    from edge_demo.runtime import quantise
+    from edge_demo.contract import quantise
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()

@@ -7,8 +7,10 @@ Examples:
     python edge_demo/camera.py --source clip.mp4 --headless --output out.mp4 --view side
     # Bayesian SegNet: classes and uncertainty side by side (segnet-tf export --mc-samples N)
     python edge_demo/camera.py --model exported/ --view uncertainty
-    # Coral Edge TPU
-    python edge_demo/camera.py --edgetpu --model models/segnet-lite-camvid/model_edgetpu.tflite
+    # Coral Edge TPU: the folder of `segnet-tf export --target edgetpu --out coral`
+    python edge_demo/camera.py --edgetpu --model coral/
+    # a model folder fetched as one file, its SHA-256 checked (segnet-tf export --bundle)
+    python edge_demo/camera.py --model segnet-lite-camvid.tar.gz --source clip.mp4 --headless
     # Jetson GPU: model.onnx on ONNX Runtime (TensorRT FP16, else CUDA), engines cached on disk
     python edge_demo/camera.py --model exported/model.onnx --source 0
     # Jetson CSI camera through GStreamer
@@ -21,7 +23,8 @@ Examples:
         x264enc tune=zerolatency ! rtph264pay config-interval=1 ! udpsink host=LAPTOP port=5000"
 
 Imports only numpy, OpenCV and a TFLite runtime (or ONNX Runtime for a .onnx model), never
-TensorFlow: it runs where only ``ai-edge-litert`` (or Coral's ``tflite-runtime``) is installed.
+TensorFlow: it runs where only ``ai-edge-litert`` (or Coral's ``tflite-runtime``) is installed;
+``pip install ./edge_demo`` installs it as the ``segnet-edge`` command.
 Each frame goes through five timed stages: capture, preprocess (resize, BGR->RGB, quantise),
 inference, postprocess (optional score smoothing, argmax, colours, legend, HUD) and output
 (write/show). The writer runs in a thread and a video file or image folder is read one frame
@@ -48,15 +51,21 @@ if __package__ in (None, ""):  # run as `python edge_demo/camera.py`: make `edge
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_demo import DemoError
-from edge_demo.onnx_runtime import PROVIDER_CHOICES
-from edge_demo.render import LEGENDS, VIEWS, Renderer
-from edge_demo.runtime import (
-    DEFAULT_MODEL_DIR,
+from edge_demo.bundle import is_bundle, unpack_bundle
+from edge_demo.contract import (
+    CPU_ORDER,
+    EDGETPU_ORDER,
+    GPU_DELEGATE_ORDER,
+    LABELS_FILE,
+    MC_ORDER,
+    MODEL_FILES,
     SegModel,
     class_map,
-    load_model,
     smooth_scores,
 )
+from edge_demo.onnx_backend import PROVIDER_CHOICES
+from edge_demo.render import LEGENDS, VIEWS, Renderer
+from edge_demo.runtime import DEFAULT_MODEL_DIR, load_model
 from edge_demo.server import (
     UPLOAD_VIEWS,
     FramePublisher,
@@ -73,7 +82,14 @@ from edge_demo.sinks import (
     make_parent,
     open_sink,
 )
-from edge_demo.sources import FrameSource, ImageSource, ReadAhead, VideoFileSource, open_source
+from edge_demo.sources import (
+    DEFAULT_TIMEOUT_S,
+    FrameSource,
+    ImageSource,
+    ReadAhead,
+    VideoFileSource,
+    open_source,
+)
 from edge_demo.uncertainty import check_monte_carlo, monte_carlo_model_path, normalised_entropy
 
 log = logging.getLogger("edge_demo")
@@ -261,7 +277,10 @@ def run(args: argparse.Namespace) -> dict:
     if args.json:
         make_parent(Path(args.json), "--json")
     uncertain = args.view == "uncertainty"
-    path = monte_carlo_model_path(args.model) if uncertain else args.model
+    model_arg = args.model
+    if model_arg is not None and is_bundle(model_arg):
+        model_arg = unpack_bundle(model_arg, args.bundle_sha256)
+    path = monte_carlo_model_path(model_arg) if uncertain else model_arg
     model = load_model(
         path,
         args.labels,
@@ -270,6 +289,7 @@ def run(args: argparse.Namespace) -> dict:
         args.delegate,
         args.provider,
         args.engine_cache,
+        args.verbose,
     )
     samples = check_monte_carlo(model) if uncertain else None
     labels = model.labels
@@ -282,7 +302,7 @@ def run(args: argparse.Namespace) -> dict:
         legend=args.legend,
     )
     renderer = make_renderer(view=args.view)
-    source = open_source(args.source, args.reconnect)
+    source = open_source(args.source, args.reconnect, args.timeout, args.verbose)
     log.info(
         "model %s (%s, input %dx%d, %d classes%s) on %s, %s; source %s",
         model.path, model.precision, *model.input_size, model.num_classes,
@@ -403,12 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
-        help="a .tflite or .onnx file, or a folder with model_int8.tflite / model.tflite (the "
-        "Edge TPU model with --edgetpu, model_fp16.tflite first with a GPU --delegate, "
-        "model.onnx first when ONNX Runtime has a GPU provider); default: "
-        f"{DEFAULT_MODEL_DIR}",
+        help=f"a .tflite or .onnx file, a folder with {' / '.join(CPU_ORDER)} (with --edgetpu "
+        f"{' / '.join(EDGETPU_ORDER)}, {GPU_DELEGATE_ORDER[0]} first with a GPU --delegate, "
+        f"{MODEL_FILES['onnx']} first when ONNX Runtime has a GPU provider), or a .tar.gz "
+        f"bundle of one (segnet-tf export --bundle); default: {DEFAULT_MODEL_DIR}",
     )
-    model.add_argument("--labels", help="labels.json (default: the one beside the model)")
+    model.add_argument(
+        "--bundle-sha256",
+        metavar="HEX",
+        help="the SHA-256 a --model .tar.gz must have (default: its .sha256 file beside it)",
+    )
+    model.add_argument("--labels", help=f"{LABELS_FILE} (default: the one beside the model)")
     model.add_argument("--threads", type=_at_least(1), default=os.cpu_count(), help="CPU threads")
     model.add_argument("--edgetpu", action="store_true", help="run on a Coral Edge TPU")
     model.add_argument("--delegate", help="external TFLite delegate .so (one you built)")
@@ -433,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument(
         "--reconnect", type=_at_least(0), default=3, help="reopen a lost live source N times"
+    )
+    io.add_argument(
+        "--timeout",
+        type=_at_least(0.1, float),
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="give up on a stream that does not answer within this long, to open or between "
+        f"frames (default {DEFAULT_TIMEOUT_S:g})",
     )
     io.add_argument("--headless", action="store_true", help="no window (use with --output)")
     io.add_argument(
@@ -482,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=VIEWS,
         default="overlay",
         help="default: overlay; uncertainty: overlay and Bayesian SegNet's uncertainty side by "
-        "side, from a Monte Carlo model (model_mc*.tflite: segnet-tf export --mc-samples N)",
+        f"side, from a Monte Carlo model ({' / '.join(MC_ORDER)}: segnet-tf export "
+        "--mc-samples N)",
     )
     view.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity (default 0.5)")
     view.add_argument("--legend", choices=LEGENDS, default="present", help="classes to list")
@@ -500,12 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="average class scores over about K frames (exponential; 1 = off)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the runtimes' and OpenCV's own messages (held back by default) and debug logs",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="edge_demo: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="edge_demo: %(message)s"
+    )
     try:
         summary = run(args)
     except DemoError as e:

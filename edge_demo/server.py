@@ -40,8 +40,8 @@ import cv2
 import numpy as np
 
 from edge_demo import DemoError
+from edge_demo.contract import class_map
 from edge_demo.render import Renderer
-from edge_demo.runtime import class_map
 from edge_demo.uploads import (
     DEFAULT_MAX_UPLOAD_BYTES,
     Refusal,

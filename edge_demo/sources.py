@@ -4,6 +4,11 @@ GStreamer pipeline.
 Live sources (camera, URL, GStreamer) are read by a capture thread that keeps only the newest frame:
 the loop always segments the freshest image and drops stale ones (counted) rather than queueing
 latency. Files are read frame by frame with no drops, so a run over a file is reproducible.
+
+A source that cannot be read fails with one line that names it, within seconds: OpenCV's
+own warnings are held back (:mod:`edge_demo.quiet`, unless ``--verbose``), and a stream is
+opened with FFmpeg's open and read timeouts, which otherwise wait 30 s on a server that accepts
+the connection and never answers.
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ import numpy as np
 
 from edge_demo import DemoError, DemoFileNotFoundError, images
 from edge_demo.images import IMAGE_SUFFIXES
+from edge_demo.quiet import native_output_held
 
 log = logging.getLogger(__name__)
 
 RECONNECT_BACKOFF_S = 0.5
+# How long a stream may take to open, or to deliver a frame, before it counts as down: long
+# enough for an RTSP camera over Wi-Fi to answer, short enough that a dead one is not a hang.
+DEFAULT_TIMEOUT_S = 5.0
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -106,9 +115,10 @@ class VideoFileSource:
     dropped = 0
     end_reason = None
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, verbose: bool = False) -> None:
         self.name = path
-        self._cap = cv2.VideoCapture(path)
+        with native_output_held(verbose):
+            self._cap = cv2.VideoCapture(path)
         if not self._cap.isOpened():
             raise DemoError(f"--source {path}: OpenCV cannot open it as a video")
         self.fps = self._cap.get(cv2.CAP_PROP_FPS) or None
@@ -201,24 +211,45 @@ def opencv_has_gstreamer() -> bool:
     return re.search(r"^\s*GStreamer:\s*YES", cv2.getBuildInformation(), re.MULTILINE) is not None
 
 
-def _open_hint(kind: str, spec: str) -> str:
+def _open_hint(kind: str, spec: str, timeout_s: float) -> str:
     """Why a live source may have failed to open, for the error message."""
     if kind == "camera":
         return " (not connected, or in use by another program?)"
     if kind == "url":
-        return " (check the URL and that the stream is up)"
+        return f" (refused, or no answer within {timeout_s:g} s: check the URL and the stream)"
     if not opencv_has_gstreamer():
         return f"; {NO_GSTREAMER}"
     return "" if "appsink" in spec else "; the pipeline must end in appsink"
 
 
-def open_source(spec: str, reconnect: int = 3) -> FrameSource:
-    """Open ``--source``: see :func:`source_kind` for what it accepts."""
+def stream_capture(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> cv2.VideoCapture:
+    """An FFmpeg capture of ``url`` that gives up after ``timeout_s`` to open or to read."""
+    ms = max(1, round(1e3 * timeout_s))
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+
+
+def _held(opener: Callable[[], cv2.VideoCapture], verbose: bool):
+    def open_quietly() -> cv2.VideoCapture:
+        with native_output_held(verbose):
+            return opener()
+
+    return open_quietly
+
+
+def open_source(
+    spec: str,
+    reconnect: int = 3,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    verbose: bool = False,
+) -> FrameSource:
+    """Open ``--source``: see :func:`source_kind` for what it accepts. ``timeout_s`` bounds a
+    stream's open and each read; native libraries' messages are held back unless ``verbose``."""
     kind = source_kind(spec)
     if kind == "images":
         return ImageSource(spec)
     if kind == "video":
-        return VideoFileSource(spec)
+        return VideoFileSource(spec, verbose)
     if kind == "camera":
         device = int(spec) if spec.isdigit() else spec
         opener, name = functools.partial(cv2.VideoCapture, device), f"camera {spec}"
@@ -226,11 +257,11 @@ def open_source(spec: str, reconnect: int = 3) -> FrameSource:
         opener = functools.partial(cv2.VideoCapture, spec, cv2.CAP_GSTREAMER)
         name = f"GStreamer pipeline {spec!r}"
     else:
-        opener, name = functools.partial(cv2.VideoCapture, spec), spec
+        opener, name = functools.partial(stream_capture, spec, timeout_s), spec
     try:
-        return LiveSource(opener, name, reconnect)
+        return LiveSource(_held(opener, verbose), name, reconnect)
     except DemoError as e:
-        raise DemoError(f"{e}{_open_hint(kind, spec)}") from None
+        raise DemoError(f"{e}{_open_hint(kind, spec, timeout_s)}") from None
 
 
 class ReadAhead:

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_demo import DemoError, DemoFileNotFoundError
-from edge_demo.runtime import DEFAULT_MODEL_DIR, SegModel
+from edge_demo.contract import MC_ORDER, MC_OUTPUT, SegModel
+from edge_demo.runtime import DEFAULT_MODEL_DIR
 
-MC_MODEL_FILES = ("model_mc_int8.tflite", "model_mc.tflite")  # preference order in a folder
-MC_OUTPUT = "mean_probabilities"
 EXPORT_HINT = "export one with `segnet-tf export --model <bayesian-segnet run> --mc-samples 8`"
 
 
@@ -28,11 +27,11 @@ def monte_carlo_model_path(model: str | Path | None) -> str | Path:
     folder = DEFAULT_MODEL_DIR if model is None else Path(model)
     if not folder.is_dir():
         return folder
-    for name in MC_MODEL_FILES:
+    for name in MC_ORDER:
         if (folder / name).is_file():
             return folder / name
     raise DemoFileNotFoundError(
-        f"--view uncertainty: {folder} has none of {', '.join(MC_MODEL_FILES)}; {EXPORT_HINT}"
+        f"--view uncertainty: {folder} has none of {', '.join(MC_ORDER)}; {EXPORT_HINT}"
     )
 
 
@@ -52,7 +51,7 @@ def check_monte_carlo(model: SegModel) -> int:
     if samples is None:
         raise DemoError(
             f"--view uncertainty needs a Monte Carlo model, and labels.json does not list "
-            f"{model.path.name} as one; {EXPORT_HINT}, then pass --model model_mc_int8.tflite"
+            f"{model.path.name} as one; {EXPORT_HINT}, then pass --model {MC_ORDER[0]}"
         )
     return samples
 

@@ -143,8 +143,8 @@ class InterruptAfter:
 def test_ctrl_c_stops_cleanly_with_a_summary(edge_models, clip, tmp_path, monkeypatch):
     sources = []
 
-    def interrupting(spec, reconnect):
-        sources.append(InterruptAfter(open_source(spec, reconnect), 3))
+    def interrupting(spec, *options):
+        sources.append(InterruptAfter(open_source(spec, *options), 3))
         return sources[-1]
 
     monkeypatch.setattr(camera, "open_source", interrupting)
@@ -161,7 +161,7 @@ def test_lost_live_source_ends_the_loop_with_a_message(edge_models, clip, monkey
     """A camera that stops delivering and cannot be reopened: summary, and the reason logged."""
     opens = iter([str(clip)])  # the clip plays once as a live stream, then every reopen fails
 
-    def live(spec, reconnect):
+    def live(spec, reconnect, *options):
         opener = lambda: cv2.VideoCapture(next(opens, "/no/such/camera.mp4"))  # noqa: E731
         return LiveSource(opener, "camera 0", reconnect, backoff_s=0.0)
 

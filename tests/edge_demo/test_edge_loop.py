@@ -11,8 +11,8 @@ import pytest
 
 from edge_demo import DemoError
 from edge_demo.camera import STAGES, outside_inference
+from edge_demo.contract import class_map, input_lut, preprocess
 from edge_demo.render import Renderer
-from edge_demo.runtime import class_map, input_lut, preprocess
 from edge_demo.sinks import ThreadedSink
 from edge_demo.sources import ReadAhead
 

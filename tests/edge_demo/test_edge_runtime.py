@@ -6,18 +6,17 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_demo import DemoError, DemoFileNotFoundError, runtime
-from edge_demo.runtime import (
+from edge_demo import DemoError, DemoFileNotFoundError, runtime, tflite_backend
+from edge_demo.contract import (
     class_map,
     dequantise,
     input_lut,
-    litert,
-    load_model,
     preprocess,
     quantise,
-    resolve_model_path,
     smooth_scores,
 )
+from edge_demo.runtime import load_model, resolve_model_path
+from edge_demo.tflite_backend import litert
 
 
 def test_quantise_rounds_half_to_even_and_saturates():
@@ -197,10 +196,10 @@ def test_resolve_model_path_picks_the_file_for_the_target(tmp_path):
 
 
 def test_missing_edgetpu_delegate_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(runtime.EDGETPU_LIBRARIES, "Linux", "libedgetpu-absent.so.1")
-    monkeypatch.setattr(runtime.platform, "system", lambda: "Linux")
+    monkeypatch.setitem(tflite_backend.EDGETPU_LIBRARIES, "Linux", "libedgetpu-absent.so.1")
+    monkeypatch.setattr(tflite_backend.platform, "system", lambda: "Linux")
     with pytest.raises(DemoError, match="Edge TPU delegate libedgetpu-absent.so.1 could not be"):
-        runtime.load_delegates(edgetpu=True)
+        tflite_backend.load_delegates(edgetpu=True)
 
 
 def test_delegate_that_is_not_a_tflite_delegate_is_rejected(tmp_path):
@@ -208,9 +207,9 @@ def test_delegate_that_is_not_a_tflite_delegate_is_rejected(tmp_path):
         np._core._multiarray_umath.__file__
     )  # a real shared library without the plugin API
     with pytest.raises(DemoError, match="is not a TFLite external delegate library"):
-        runtime.load_delegates(delegate=not_delegate)
+        tflite_backend.load_delegates(delegate=not_delegate)
     with pytest.raises(DemoFileNotFoundError, match="--delegate .*: file not found"):
-        runtime.load_delegates(delegate=str(tmp_path / "libgpu.so"))
+        tflite_backend.load_delegates(delegate=str(tmp_path / "libgpu.so"))
 
 
 def test_edgetpu_compiled_models_need_the_flag_and_the_flag_needs_them(
@@ -222,7 +221,7 @@ def test_edgetpu_compiled_models_need_the_flag_and_the_flag_needs_them(
     labels = edge_models["int8"].parent / "labels.json"
     with pytest.raises(DemoError, match="model_edgetpu.tflite is compiled for the Edge TPU: pass"):
         load_model(compiled, labels=labels)
-    monkeypatch.setattr(runtime, "load_delegates", lambda *args: [])  # no Edge TPU here
+    monkeypatch.setattr(tflite_backend, "load_delegates", lambda *args: [])  # no Edge TPU here
     with caplog.at_level("WARNING"):
         model = load_model(edge_models["int8"], edgetpu=True)
     assert model.num_classes == 11

@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from edge_demo import DemoError, camera, onnx_runtime
-from edge_demo.onnx_runtime import CPU, CUDA, TENSORRT, choose_providers
+from edge_demo import DemoError, camera, onnx_backend
+from edge_demo.onnx_backend import CPU, CUDA, TENSORRT, choose_providers
 from edge_demo.render import colour_lut
 from edge_demo.runtime import resolve_model_path
 
@@ -82,7 +82,7 @@ def test_a_folder_without_onnx_runtime_gives_the_tflite_model(model_folder, monk
     def missing():
         raise DemoError("no onnxruntime")
 
-    monkeypatch.setattr(onnx_runtime, "onnxruntime", missing)
+    monkeypatch.setattr(onnx_backend, "onnxruntime", missing)
     assert resolve_model_path(model_folder).name == "model_int8.tflite"
 
 
@@ -110,7 +110,7 @@ class FakeSession:
 
 
 def test_a_jetson_build_gets_tensorrt_fp16_with_an_engine_cache(tmp_path, monkeypatch, caplog):
-    from edge_demo.onnx_runtime import load_onnx_model
+    from edge_demo.onnx_backend import load_onnx_model
 
     labels = {
         "class_names": [f"c{i}" for i in range(11)],
@@ -121,7 +121,7 @@ def test_a_jetson_build_gets_tensorrt_fp16_with_an_engine_cache(tmp_path, monkey
     fake_providers(monkeypatch, [TENSORRT, CUDA, CPU])
     monkeypatch.setattr(onnxruntime, "InferenceSession", FakeSession)
     with caplog.at_level("INFO"):
-        model = load_onnx_model(tmp_path / "model.onnx")
+        model = load_onnx_model(tmp_path / "model.onnx", tmp_path / "labels.json")
     cache = tmp_path / "trt_engines"
     options = {**TRT_OPTIONS, "trt_engine_cache_path": str(cache)}
     assert FakeSession.created[-1].providers == [(TENSORRT, options), CUDA, CPU]

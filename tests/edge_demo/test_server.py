@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from edge_demo import DemoError
+from edge_demo.contract import class_map
 from edge_demo.render import Renderer, colour_lut
-from edge_demo.runtime import class_map, load_model
+from edge_demo.runtime import load_model
 from edge_demo.server import (
     JPEG_QUALITY,
     FramePublisher,

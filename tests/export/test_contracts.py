@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_demo import runtime
+from edge_demo import contract, runtime
 from segnet_tf.data import CAMVID, DatasetConfig
 from segnet_tf.export.labels import LABELS_FILE, write_labels
 from segnet_tf.export.tflite import TFLiteModel, quantise
@@ -29,7 +29,7 @@ THREE = DatasetConfig(
 def test_labels_written_by_the_library_read_by_the_demo(config, tmp_path):
     path = write_labels(tmp_path, config, "segnet-lite", (45, 61))
     assert path == tmp_path / LABELS_FILE == tmp_path / "labels.json"  # the demo's default name
-    labels = runtime.load_labels(path)
+    labels = contract.load_labels(path)
     assert labels.class_names == config.class_names
     assert labels.colours == config.colours
     assert labels.input_size == (45, 61)
@@ -50,7 +50,7 @@ def test_exporter_and_demo_quantise_alike(dtype, scale, zero_point):
     for x in (TIES * scale, rng.uniform(-400, 400, 5000) * scale, np.arange(256.0)):
         ours, demos = (
             quantise(x, dtype, scale, zero_point),
-            runtime.quantise(x, dtype, scale, zero_point),
+            contract.quantise(x, dtype, scale, zero_point),
         )
         assert ours.dtype == demos.dtype == dtype
         np.testing.assert_array_equal(ours, demos)

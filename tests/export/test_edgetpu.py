@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_demo.runtime import EDGETPU_CUSTOM_OP, resolve_model_path
+from edge_demo.runtime import resolve_model_path
+from edge_demo.tflite_backend import EDGETPU_CUSTOM_OP
 from segnet_tf.export.edgetpu import (
     EdgeTPUError,
     check_edgetpu,

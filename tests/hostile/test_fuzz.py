@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_demo import DemoError
-from edge_demo.runtime import load_labels
+from edge_demo.contract import load_labels
 from edge_demo.uploads import Refusal, decode_upload, upload_image_bytes
 from segnet_tf.data import DatasetError, load_dataset_config, open_dataset
 

@@ -4,8 +4,10 @@ This is how a Jetson runs the model on its GPU: NVIDIA's JetPack wheels of ``onn
 bring the TensorRT and CUDA execution providers (the TFLite GPU delegate ships in no wheel for
 Jetson). Providers are tried in the order of :data:`PROVIDER_ORDER`, keeping those the installed
 build has; TensorRT computes in FP16 and caches the engines it builds on disk, since building one
-takes minutes on a Jetson. The model contract is the exporter's: input ``image`` ``[1, H, W, 3]``
-float32 RGB 0..255, output ``[1, H, W, num_classes]`` float32 logits, ``labels.json`` beside it.
+takes minutes on a Jetson. The model contract is :mod:`edge_demo.contract`'s: input
+``[1, H, W, 3]`` float32 RGB 0..255, output ``[1, H, W, num_classes]`` float32 logits,
+``labels.json`` beside it. The NCHW file of ``segnet-tf export --layout jetson-inference`` is
+for jetson-inference's ``segnet`` instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_demo import DemoError
-from edge_demo.runtime import Labels, check_labels, load_labels, preprocess
+from edge_demo.contract import Labels, check_labels, load_labels, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,8 @@ def provider_name(provider: str | tuple[str, dict]) -> str:
     return provider if isinstance(provider, str) else provider[0]
 
 
-class OnnxSegModel:
-    """An ONNX segmentation model: BGR frames in, per-pixel class scores out (the interface of
-    :class:`edge_demo.runtime.SegModel`)."""
+class OnnxModel:
+    """An ONNX segmentation model on ONNX Runtime (:class:`edge_demo.contract.SegModel`)."""
 
     def __init__(self, session, path: Path, labels: Labels) -> None:
         self.session = session
@@ -102,6 +103,12 @@ class OnnxSegModel:
                 f"{path}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}"
             )
         in_shape, out_shape = tuple(inputs[0].shape), tuple(outputs[0].shape)
+        if len(in_shape) == 4 and in_shape[1] == 3 and in_shape[3] != 3:
+            raise DemoError(
+                f"{path}: input {inputs[0].name!r} {list(in_shape)} is NCHW, jetson-inference's "
+                "layout (segnet-tf export --layout jetson-inference): run it with segnet "
+                "(docs/jetson.md), or export the default layout for this demo"
+            )
         if (
             len(in_shape) != 4
             or in_shape[0] != 1
@@ -153,14 +160,14 @@ def engine_cache_dir(model_path: Path, cache: str | Path | None) -> Path:
 
 def load_onnx_model(
     model_path: Path,
-    labels: str | Path | None = None,
+    labels_path: Path,
     threads: int | None = None,
     provider: str = "auto",
     engine_cache: str | Path | None = None,
-) -> OnnxSegModel:
+) -> OnnxModel:
     """Load ``model_path`` with the best provider available and its labels."""
     ort = onnxruntime()
-    label_set = load_labels(model_path.parent / "labels.json" if labels is None else labels)
+    label_set = load_labels(labels_path)
     cache = engine_cache_dir(model_path, engine_cache)
     providers = choose_providers(available_providers(), cache, provider)
     if provider_name(providers[0]) == TENSORRT:
@@ -180,4 +187,4 @@ def load_onnx_model(
         raise DemoError(f"--model {model_path}: ONNX Runtime cannot load it: {e}") from None
     if provider_name(providers[0]) == TENSORRT:
         log.info("TensorRT builds an FP16 engine on first use (minutes) and caches it in %s", cache)
-    return OnnxSegModel(session, model_path, label_set)
+    return OnnxModel(session, model_path, label_set)
