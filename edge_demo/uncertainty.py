@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_demo import DemoError, DemoFileNotFoundError
-from edge_demo.contract import MC_ORDER, MC_OUTPUT, SegModel
+from edge_demo.contract import LABELS_FILE, MC_ORDER, MC_OUTPUT, SegModel
 from edge_demo.runtime import DEFAULT_MODEL_DIR
 
 EXPORT_HINT = "export one with `segnet-tf export --model <bayesian-segnet run> --mc-samples 8`"
@@ -41,7 +41,7 @@ def monte_carlo_samples(model: SegModel) -> int | None:
     if model.path.name not in info.get("files", ()):
         return None
     if info.get("output") != MC_OUTPUT:
-        raise DemoError(f"{model.path.name}: labels.json's monte_carlo output is not {MC_OUTPUT}")
+        raise DemoError(f"{model.path.name}: {LABELS_FILE}'s monte_carlo output is not {MC_OUTPUT}")
     return int(info["samples"])
 
 
@@ -50,7 +50,7 @@ def check_monte_carlo(model: SegModel) -> int:
     samples = monte_carlo_samples(model)
     if samples is None:
         raise DemoError(
-            f"--view uncertainty needs a Monte Carlo model, and labels.json does not list "
+            f"--view uncertainty needs a Monte Carlo model, and {LABELS_FILE} does not list "
             f"{model.path.name} as one; {EXPORT_HINT}, then pass --model {MC_ORDER[0]}"
         )
     return samples

@@ -6,19 +6,23 @@ from pathlib import Path
 
 import click
 
+from edge_demo.contract import CLASSES_FILE, COLOURS_FILE, LABELS_FILE, MODEL_FILES, REPORT_FILE
 from segnet_tf.errors import describe
 from segnet_tf.export.exporter import FORMATS, TARGETS, ExportOptions, export_model
+from segnet_tf.export.onnx import LAYOUTS
 
-EXAMPLE = """
+EXAMPLE = f"""
 \b
 Examples:
   segnet-tf export --model runs/camvid/best.keras --out exported --int8
   segnet-tf export --model runs/camvid/best.keras --out jetson --int8 --onnx
+  segnet-tf export --model runs/camvid/best.keras --out jetson --onnx --layout jetson-inference
+  segnet-tf export --model runs/camvid/best.keras --out segnet-lite-camvid --int8 --bundle
   segnet-tf export --model runs/camvid/best.keras --out coral --target edgetpu \\
       --calib-data ../camvid --calib-samples 300
   segnet-tf export --model runs/bayes/best.keras --out bayes --int8 --mc-samples 8
 \b
-Artifacts: saved_model/, labels.json, report.json and
+Artifacts: saved_model/, {LABELS_FILE}, {REPORT_FILE} and
 """ + "\n".join(f"  {f.filename:<22} {f.description}" for f in FORMATS.values())
 
 
@@ -42,21 +46,36 @@ Artifacts: saved_model/, labels.json, report.json and
 @click.option(
     "--int8/--no-int8",
     default=None,
-    help="Also write model_int8.tflite, full-integer (implied by --target edgetpu).",
+    help=f"Also write {MODEL_FILES['int8']}, full-integer (implied by --target edgetpu).",
 )
-@click.option("--fp16", is_flag=True, help="Also write model_fp16.tflite (float16 weights).")
+@click.option("--fp16", is_flag=True, help=f"Also write {MODEL_FILES['fp16']} (float16 weights).")
 @click.option(
     "--onnx",
     "onnx",
     is_flag=True,
-    help="Also write model.onnx (float32, batch 1) for TensorRT / ONNX Runtime on a GPU.",
+    help=f"Also write {MODEL_FILES['onnx']} (float32, batch 1) for TensorRT / ONNX Runtime on a "
+    "GPU; with trtexec installed, also an FP16 engine, built and timed.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(LAYOUTS),
+    default="nhwc",
+    show_default=True,
+    help=f"Of {MODEL_FILES['onnx']}. jetson-inference: NCHW input_0 taking segNet's ImageNet "
+    f"normalisation, NCHW output_0, plus {CLASSES_FILE} and {COLOURS_FILE} (docs/jetson.md).",
+)
+@click.option(
+    "--bundle",
+    is_flag=True,
+    help="Also pack the board's files into OUT/NAME.tar.gz with a .sha256 beside it "
+    "(NAME: the --out folder's name), for edge_demo --model NAME.tar.gz.",
 )
 @click.option(
     "--target",
     type=click.Choice(TARGETS),
     default="cpu",
     show_default=True,
-    help="edgetpu: also write model_edgetpu.tflite using Edge TPU ops only.",
+    help=f"edgetpu: also write {MODEL_FILES['edgetpu']} using Edge TPU ops only.",
 )
 @click.option(
     "--calib-data",
@@ -82,7 +101,7 @@ Artifacts: saved_model/, labels.json, report.json and
     default=0,
     show_default=True,
     metavar="N",
-    help="Also write model_mc.tflite (and model_mc_int8.tflite with --int8): Monte Carlo "
+    help=f"Also write {MODEL_FILES['mc']} (and {MODEL_FILES['mc-int8']} with --int8): Monte Carlo "
     "dropout with N fixed masks, one batch of N per frame, mean probabilities out "
     "(bayesian-segnet; edge_demo --view uncertainty). Masks are drawn from --seed.",
 )
@@ -99,6 +118,8 @@ def export_command(
     int8,
     fp16,
     onnx,
+    layout,
+    bundle,
     target,
     calib_data,
     calib_samples,
@@ -116,6 +137,8 @@ def export_command(
         int8=int8,
         fp16=fp16,
         onnx=onnx,
+        layout=layout,
+        bundle=bundle,
         target=target,
         calib_data=calib_data,
         calib_samples=calib_samples,

@@ -64,7 +64,7 @@ def compiled_name(model_file: str) -> str:
     The exporter keeps the compiler's name (``model_edgetpu.tflite`` ->
     ``model_edgetpu_edgetpu.tflite``), so a manual ``edgetpu_compiler -o coral/
     coral/model_edgetpu.tflite`` on another machine writes the same file, and the demo's
-    ``--edgetpu`` folder lookup (``edge_demo.runtime.EDGETPU_MODEL_FILES``) finds it either way.
+    ``--edgetpu`` folder lookup (``edge_demo.contract.EDGETPU_ORDER``) finds it either way.
     """
     return f"{Path(model_file).stem}_edgetpu.tflite"
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from edge_demo.bundle import BUNDLE_SUFFIX, write_bundle
+from edge_demo.contract import MC_OUTPUT, MODEL_FILES, REPORT_FILE
 from segnet_tf.evaluation import evaluate_predictions
 from segnet_tf.export.calibration import (
     CalibrationError,
@@ -28,14 +30,13 @@ from segnet_tf.export.calibration import (
     representative_dataset,
 )
 from segnet_tf.export.edgetpu import check_edgetpu, compile_edgetpu
-from segnet_tf.export.labels import write_labels
+from segnet_tf.export.labels import jetson_label_lines, write_jetson_labels, write_labels
 from segnet_tf.export.lowering import (
     activation_peaks,
     equalize_activations,
     lower_model,
 )
 from segnet_tf.export.montecarlo import (
-    MC_OUTPUT,
     dropout_masks,
     mask_values,
     masked_activation_peaks,
@@ -43,7 +44,7 @@ from segnet_tf.export.montecarlo import (
     reference_model,
     sample_mean_model,
 )
-from segnet_tf.export.onnx import OnnxExportError
+from segnet_tf.export.onnx import LAYOUTS, OnnxExportError
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.staging import staging_folder, swap_in
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
@@ -74,20 +75,20 @@ FORMATS: dict[str, Format] = {
     for f in (
         Format(
             "tflite",
-            "model.tflite",
+            MODEL_FILES["tflite"],
             "float32",
             "step-conv",
             "float32, builtin ops",
             FLOAT_STEP_GAIN,
         ),
-        Format("fp16", "model_fp16.tflite", "float16", "exact", "float16 weights (GPU delegate)"),
-        Format("int8", "model_int8.tflite", "int8", "step", "full int8 (ARM CPU, XNNPACK, NNAPI)"),
+        Format("fp16", MODEL_FILES["fp16"], "float16", "exact", "float16 weights (GPU delegate)"),
+        Format("int8", MODEL_FILES["int8"], "int8", "step", "full int8 (ARM CPU, XNNPACK, NNAPI)"),
         Format(
-            "edgetpu", "model_edgetpu.tflite", "int8", "edgetpu", "full int8, Edge TPU ops only"
+            "edgetpu", MODEL_FILES["edgetpu"], "int8", "edgetpu", "full int8, Edge TPU ops only"
         ),
         Format(
             "mc",
-            "model_mc.tflite",
+            MODEL_FILES["mc"],
             "float32",
             "step-conv",
             "Monte Carlo dropout, N fixed masks: mean probabilities (--mc-samples N)",
@@ -96,7 +97,7 @@ FORMATS: dict[str, Format] = {
         ),
         Format(
             "mc-int8",
-            "model_mc_int8.tflite",
+            MODEL_FILES["mc-int8"],
             "int8",
             "step",
             "the same, full int8 (--mc-samples N with --int8)",
@@ -105,7 +106,7 @@ FORMATS: dict[str, Format] = {
         # exact: Equal/Where hold in TensorRT's FP16 mode, where the 2^126 step gain overflows
         Format(
             "onnx",
-            "model.onnx",
+            MODEL_FILES["onnx"],
             "float32",
             "exact",
             "float32 ONNX (TensorRT, ONNX Runtime: Jetson GPU)",
@@ -135,6 +136,8 @@ class ExportOptions:
     seed: int = 0
     equalize: bool = True  # rescale every ReLU channel to [0, 6] before int8 quantisation
     mc_samples: int = 0  # > 0: also the Monte Carlo dropout model(s) with this many masks
+    layout: str = "nhwc"  # of model.onnx: nhwc, or jetson-inference (export/onnx.py)
+    bundle: bool = False  # also the board's files as one OUT.tar.gz with its .sha256
 
     def formats(self) -> list[Format]:
         """The artifacts these options ask for; rejects combinations that make no sense."""
@@ -144,6 +147,12 @@ class ExportOptions:
             raise ExportError("--target edgetpu runs int8 models only; drop --no-int8")
         if self.target == "edgetpu" and not self.equalize:
             raise ExportError("--target edgetpu needs equalized activations; drop --no-equalize")
+        if self.layout not in LAYOUTS:
+            raise ExportError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.layout != "nhwc" and not self.onnx:
+            raise ExportError(
+                f"--layout {self.layout} is the layout of {FORMATS['onnx'].filename}: add --onnx"
+            )
         if self.parity_samples < 1:
             raise ExportError(f"--parity-samples must be >= 1, got {self.parity_samples}")
         if self.mc_samples == 1 or self.mc_samples < 0:
@@ -192,6 +201,8 @@ def export_model(options: ExportOptions, log=print) -> dict:
     input_size = static_input_size(model, options.model)
     config = model_classes(int(model.outputs[0].shape[-1]), options.model)
     masks = _monte_carlo_masks(model, options)
+    if options.layout == "jetson-inference":
+        _jetson_label_lines(config)  # a class name segNet would misread fails before any work
     needs_calibration = any(f.precision == "int8" for f in formats)
 
     out = Path(options.out)
@@ -208,6 +219,8 @@ def export_model(options: ExportOptions, log=print) -> dict:
         report = _build_all(model, formats, calib, staging, options, log, masks)
         monte_carlo = _monte_carlo_info(masks, options, formats)
         write_labels(staging, config, model.name, input_size, monte_carlo)
+        if options.layout == "jetson-inference":
+            write_jetson_labels(staging, config)
         report["parity"] = _parity(model, staging, report, dataset, input_size, options, log, masks)
         report.update(
             model=model.name,
@@ -218,7 +231,9 @@ def export_model(options: ExportOptions, log=print) -> dict:
             target=options.target,
             **({"monte_carlo": monte_carlo} if monte_carlo else {}),
         )
-        (staging / "report.json").write_text(json.dumps(report, indent=2))
+        (staging / REPORT_FILE).write_text(json.dumps(report, indent=2))
+        if options.bundle:
+            _bundle(staging, out.name, log)
         swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -239,6 +254,13 @@ def load_segnet(path: Path) -> keras.Model:
             "(pooling layer 'block1_pool')"
         )
     return model
+
+
+def _jetson_label_lines(config) -> None:
+    try:
+        jetson_label_lines(config)
+    except ValueError as e:
+        raise ExportError(f"--layout jetson-inference: {e}") from e
 
 
 def _monte_carlo_masks(model: keras.Model, options: ExportOptions) -> dict | None:
@@ -339,29 +361,49 @@ def _build_all(model, formats, calib, staging: Path, options, log, masks=None) -
                 artifact.extra["edgetpu_compiler"] = compile_edgetpu(path, staging)
             report["artifacts"][fmt.name] = asdict(artifact)
     for fmt in (f for f in formats if f.runtime == "onnx"):
-        report["artifacts"][fmt.name] = asdict(_build_onnx(model, fmt, staging, log))
+        artifact = _build_onnx(model, fmt, staging, log, options.layout)
+        report["artifacts"][fmt.name] = asdict(artifact)
     return report
 
 
-def _build_onnx(model, fmt: Format, staging: Path, log) -> Artifact:
-    """tf2onnx of the lowered network, checked against TensorRT's ONNX parser."""
+def _build_onnx(model, fmt: Format, staging: Path, log, layout: str = "nhwc") -> Artifact:
+    """tf2onnx of the lowered network, checked against TensorRT's ONNX parser, and an FP16
+    engine built and timed by trtexec where TensorRT is installed."""
     from segnet_tf.export import onnx as onnx_export
 
     start = time.perf_counter()
     lowered = lower_model(model, fmt.lowering, batch_size=1)
     try:
-        content, info = onnx_export.build(lowered, staging / fmt.filename)
+        content, info = onnx_export.build(lowered, staging / fmt.filename, layout)
     except OnnxExportError as e:
         raise ExportError(str(e)) from e
     artifact = _artifact(fmt, content, info, start, log)
+    engine = onnx_export.build_engine(staging / fmt.filename, staging)
+    log(
+        f"TensorRT FP16 engine {engine['file']}: GPU compute "
+        f"{engine.get('gpu_compute_ms_median', float('nan')):.2f} ms median"
+        if engine["built"]
+        else f"no TensorRT engine: {engine['reason']}"
+    )
     artifact.extra.update(
+        layout=layout,
         opset=info.opset,
+        input_name=info.input_name,
+        output_name=info.output_name,
         input_shape=list(info.input_shape),
         output_shape=list(info.output_shape),
         tensorrt_parser="every op on onnx-tensorrt's list for TensorRT "
         f"{onnx_export.TENSORRT_VERSION}",
+        tensorrt_engine=engine,
     )
     return artifact
+
+
+def _bundle(staging: Path, name: str, log) -> None:
+    """The board's files of ``staging`` as ``NAME.tar.gz`` and its ``.sha256`` (edge_demo)."""
+    bundle = staging / f"{name}{BUNDLE_SUFFIX}"
+    digest = write_bundle(staging, bundle)
+    log(f"wrote {bundle.name}: {bundle.stat().st_size / 1e6:.2f} MB, sha256 {digest}")
 
 
 def _artifact(fmt: Format, content: bytes, info, start: float, log) -> Artifact:
@@ -440,7 +482,7 @@ def _parity(
     for name, artifact in report["artifacts"].items():
         if name == "saved_model":
             continue
-        runner = _runner(name, (staging / artifact["file"]).read_bytes(), threads)
+        runner = _runner(name, (staging / artifact["file"]).read_bytes(), threads, options.layout)
         runner(images[0])  # warm-up: first invoke allocates and packs weights
         outs = [runner.timed(image) for image in progress(images, f"parity {artifact['file']}")]
         maps = np.stack([np.argmax(o, -1) for o, _ in outs])
@@ -460,7 +502,9 @@ def _parity(
         if monte_carlo:
             entry["max_abs_diff"] = float(np.abs(np.stack([o for o, _ in outs]) - mc_probs).max())
         if FORMATS[name].runtime == "onnx":
-            entry.update(_float16_parity(staging / artifact["file"], images, maps, threads))
+            entry.update(
+                _float16_parity(staging / artifact["file"], images, maps, threads, options.layout)
+            )
         artifact["parity"] = entry
         result["models"][name] = entry
         log(
@@ -470,23 +514,27 @@ def _parity(
     return result
 
 
-def _runner(name: str, content: bytes, threads: int):
+def _runner(name: str, content: bytes, threads: int, layout: str = "nhwc"):
     """What runs an artifact on this machine: LiteRT, or ONNX Runtime on the CPU."""
     if FORMATS[name].runtime == "onnx":
         from segnet_tf.export.onnx import OnnxModel
 
-        return OnnxModel(content, num_threads=threads)
+        return OnnxModel(content, num_threads=threads, layout=layout)
     return TFLiteModel(content, num_threads=threads)
 
 
-def _float16_parity(path: Path, images: np.ndarray, float_maps: np.ndarray, threads: int) -> dict:
+def _float16_parity(
+    path: Path, images: np.ndarray, float_maps: np.ndarray, threads: int, layout: str = "nhwc"
+) -> dict:
     """Class maps of the graph computed in float16 (as TensorRT --fp16 stores tensors) against
     the float32 ones: no TensorRT here, so this is the evidence that the model survives FP16."""
     import onnx
 
     from segnet_tf.export.onnx import OnnxModel, float16_copy, runtime_name
 
-    half = OnnxModel(float16_copy(onnx.load(path)).SerializeToString(), num_threads=threads)
+    half = OnnxModel(
+        float16_copy(onnx.load(path)).SerializeToString(), num_threads=threads, layout=layout
+    )
     outs = np.stack([half(image) for image in images])
     return {
         "runtime": runtime_name(),

@@ -4,8 +4,8 @@ TFLite has no dropout at run time, and no random op that XNNPACK, NNAPI or an in
 So the exporter draws N dropout masks once, from a seed, and bakes them in as constants: the model
 takes one frame ``[1, H, W, 3]``, tiles it into a batch of N, runs the network with sample ``i``
 multiplied by mask ``i`` after every dropout layer (:class:`~segnet_tf.layers.FixedDropout`, one
-MUL), and outputs the mean softmax ``[1, H, W, C]`` (:data:`MC_OUTPUT`). The board takes the
-class map as its argmax and the uncertainty as its normalised entropy.
+MUL), and outputs the mean softmax ``[1, H, W, C]`` (``edge_demo.contract.MC_OUTPUT``). The board
+takes the class map as its argmax and the uncertainty as its normalised entropy.
 
 Fixed masks make the sampling reproducible: a still camera gets a still uncertainty map rather
 than sampling noise, and the Keras network with the same masks (:func:`reference_model`) is the
@@ -23,8 +23,6 @@ import numpy as np
 from segnet_tf.export.lowering import activation_peaks, lower_model, rebuild
 from segnet_tf.layers import FixedDropout, MaxPoolingWithArgmax2D, MaxUnpooling2D
 from segnet_tf.prediction import monte_carlo_dropout_layers
-
-MC_OUTPUT = "mean_probabilities"  # what a Monte Carlo model outputs (labels.json says so)
 
 
 def dropout_masks(model: keras.Model, samples: int, seed: int = 0) -> dict[str, np.ndarray]:

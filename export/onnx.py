@@ -9,11 +9,26 @@ TensorRT's FP16 mode, whereas the float32 TFLite's step gain of 2^126 is infinit
 turns every tie into ``inf * 0 = nan`` (:func:`float16_copy` shows it without a GPU).
 
 The graph is checked against :data:`TENSORRT_OPS`, the parser's support matrix for TensorRT 8.5
-(JetPack 5.1; later releases only add to it), before anything is written.
+(JetPack 5.1; later releases only add to it), before anything is written; where ``trtexec`` is
+installed, it builds and times an FP16 engine of the file (:func:`build_engine`).
+
+Two layouts. ``nhwc`` (the default) is the TFLite files' contract: ``image`` ``[1, H, W, 3]`` raw
+RGB 0..255, ``scores`` ``[1, H, W, C]``. ``jetson-inference`` is what that project's segNet feeds
+and reads (``c/segNet.cpp``, ``Process`` and ``classify``): ``input_0`` ``[1, 3, H, W]`` of
+``(rgb / 255 - mean) / std`` with ImageNet's :data:`SEGNET_MEAN` and :data:`SEGNET_STD`, and
+``output_0`` ``[1, C, H, W]``. Our models normalise raw pixels inside, ``(p - m) / s`` with the
+Caffe means; segNet's tensor is ``p = 255 (std x + mean)``, so the composite is again one affine
+map of the same form, ``(x - (m - 255 mean) / (255 std)) / (s / (255 std))``, and
+:func:`fold_segnet_normalisation` gives the model's own normalisation layer those constants: no
+op is added, and none is folded into the first convolution (whose zero padding would then pad
+with the wrong value at the borders).
 """
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -21,10 +36,19 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_demo.contract import MODEL_FILES
+
 ONNX_OPSET = 17  # the newest opset TensorRT 8.5's parser takes
 TENSORRT_VERSION = "8.5"
 INSTALL_HINT = "pip install 'segnet-tf[onnx]' (tf2onnx, onnx, onnxruntime)"
 INPUT_NAME, OUTPUT_NAME = "image", "scores"  # as in the SavedModel's serving signature
+LAYOUTS = ("nhwc", "jetson-inference")
+JETSON_INPUT, JETSON_OUTPUT = "input_0", "output_0"  # segNet's default --input-blob/--output-blob
+# segNet's ONNX preprocessing (c/segNet.cpp: cudaTensorNormMeanRGB, range [0, 1], RGB)
+SEGNET_MEAN = (0.485, 0.456, 0.406)
+SEGNET_STD = (0.229, 0.224, 0.225)
+ENGINE_FILE = "model_fp16.engine"  # trtexec's FP16 engine: tied to one TensorRT and one GPU
+ENGINE_TIMEOUT_S = 3600  # building takes minutes on a Jetson
 
 _FP = ("FLOAT", "FLOAT16")
 _ANY = ("FLOAT", "FLOAT16", "INT32", "INT8", "BOOL")
@@ -98,6 +122,8 @@ class OnnxInfo:
     tensor_types: dict[str, int]  # of every tensor the graph computes or holds, by element type
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+    input_name: str
+    output_name: str
 
 
 def require_onnx() -> None:
@@ -106,11 +132,13 @@ def require_onnx() -> None:
 
     missing = [m for m in ("tf2onnx", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
-        raise OnnxExportError(f"model.onnx needs {', '.join(missing)}: {INSTALL_HINT}")
+        raise OnnxExportError(f"{MODEL_FILES['onnx']} needs {', '.join(missing)}: {INSTALL_HINT}")
 
 
-def convert(lowered, opset: int = ONNX_OPSET) -> bytes:
-    """tf2onnx of a lowered Keras model with a static batch of 1: ``image`` -> ``scores``."""
+def convert(lowered, opset: int = ONNX_OPSET, layout: str = "nhwc") -> bytes:
+    """tf2onnx of a lowered Keras model with a static batch of 1: ``image`` -> ``scores``, or in
+    the ``jetson-inference`` layout ``input_0`` -> ``output_0``, both NCHW (tf2onnx then drops
+    the transposes it would put around the NHWC graph's ends)."""
     import logging
 
     import tensorflow as tf
@@ -119,10 +147,46 @@ def convert(lowered, opset: int = ONNX_OPSET) -> bytes:
     require_onnx()
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     shape = (1, *lowered.inputs[0].shape[1:])
-    spec = (tf.TensorSpec(shape, tf.float32, name=INPUT_NAME),)
-    proto, _ = tf2onnx.convert.from_keras(lowered, input_signature=spec, opset=opset)
-    rename_output(proto, OUTPUT_NAME)
+    jetson = layout == "jetson-inference"
+    if jetson:
+        fold_segnet_normalisation(lowered)
+    name = JETSON_INPUT if jetson else INPUT_NAME
+    spec = (tf.TensorSpec(shape, tf.float32, name=name),)
+    nchw = {"inputs_as_nchw": [name], "outputs_as_nchw": lowered.output_names} if jetson else {}
+    proto, _ = tf2onnx.convert.from_keras(lowered, input_signature=spec, opset=opset, **nchw)
+    rename_output(proto, JETSON_OUTPUT if jetson else OUTPUT_NAME)
     return proto.SerializeToString()
+
+
+def fold_segnet_normalisation(lowered) -> None:
+    """Give the model's input normalisation segNet's tensor ``(rgb / 255 - mean) / std`` in place
+    of raw pixels: new constants for the same layer, exactly the composite map (module docstring).
+
+    ``lowered`` must be a rebuilt copy (as :func:`segnet_tf.export.lowering.lower_model` makes):
+    its layer is changed in place.
+    """
+    import keras
+
+    first = [layer for layer in lowered.layers if isinstance(layer, keras.layers.Normalization)]
+    if not first or lowered.layers.index(first[0]) != 1:
+        raise OnnxExportError(
+            "--layout jetson-inference: the model does not start with its input normalisation "
+            "(a keras Normalization layer), so segNet's cannot be folded into it"
+        )
+    layer = first[0]
+    ours_mean = np.asarray(layer.mean, np.float64)
+    ours_std = np.sqrt(np.asarray(layer.variance, np.float64))
+    scale = 255.0 * np.asarray(SEGNET_STD).reshape(ours_mean.shape)
+    offset = 255.0 * np.asarray(SEGNET_MEAN).reshape(ours_mean.shape)
+    layer.mean = keras.ops.convert_to_tensor((ours_mean - offset) / scale, "float32")
+    layer.variance = keras.ops.convert_to_tensor((ours_std / scale) ** 2, "float32")
+
+
+def segnet_input(image_rgb: np.ndarray) -> np.ndarray:
+    """segNet's input tensor ``[1, 3, H, W]`` of an RGB image at the network's size (0..255)."""
+    x = np.asarray(image_rgb, np.float32) * np.float32(1.0 / 255.0)
+    x = (x - np.float32(SEGNET_MEAN)) / np.float32(SEGNET_STD)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
 def rename_output(model, name: str) -> None:
@@ -177,6 +241,8 @@ def inspect_model(content: bytes) -> OnnxInfo:
         tensor_types=dict(Counter(types.values()).most_common()),
         input_shape=_shape(model.graph.input[0]),
         output_shape=_shape(model.graph.output[0]),
+        input_name=model.graph.input[0].name,
+        output_name=model.graph.output[0].name,
     )
 
 
@@ -222,7 +288,7 @@ def tensorrt_problems(model) -> list[str]:
     return problems
 
 
-def check_tensorrt(content: bytes, filename: str = "model.onnx") -> None:
+def check_tensorrt(content: bytes, filename: str) -> None:
     import onnx
 
     problems = tensorrt_problems(onnx.load_from_string(content))
@@ -269,9 +335,10 @@ def float16_copy(model):
 
 class OnnxModel:
     """A .onnx segmentation model on ONNX Runtime's CPU provider: ``[H, W, 3]`` RGB 0..255 in,
-    class scores ``[H, W, C]`` out (float32 or float16, as the graph's input)."""
+    class scores ``[H, W, C]`` out (float32 or float16, as the graph's input), in either
+    layout (the ``jetson-inference`` one gets segNet's preprocessing, :func:`segnet_input`)."""
 
-    def __init__(self, content: bytes, num_threads: int | None = None):
+    def __init__(self, content: bytes, num_threads: int | None = None, layout: str = "nhwc"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -281,8 +348,12 @@ class OnnxModel:
         self.session = ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0]
         self.dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
+        self.jetson = layout == "jetson-inference"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self.jetson:
+            x = segnet_input(image).astype(self.dtype)
+            return self.session.run(None, {self.input.name: x})[0][0].transpose(1, 2, 0)
         x = np.asarray(image, np.float32).astype(self.dtype)[None]
         return self.session.run(None, {self.input.name: x})[0][0]
 
@@ -298,10 +369,10 @@ def runtime_name() -> str:
     return f"onnxruntime {ort.__version__} CPUExecutionProvider"
 
 
-def build(lowered, path: Path) -> tuple[bytes, OnnxInfo]:
+def build(lowered, path: Path, layout: str = "nhwc") -> tuple[bytes, OnnxInfo]:
     """Convert, check for TensorRT and write ``path``; returns the file's bytes and contents."""
     try:
-        content = convert(lowered)
+        content = convert(lowered, layout=layout)
     except OnnxExportError:
         raise
     except Exception as e:
@@ -309,3 +380,42 @@ def build(lowered, path: Path) -> tuple[bytes, OnnxInfo]:
     check_tensorrt(content, path.name)
     path.write_bytes(content)
     return content, inspect_model(content)
+
+
+def build_engine(onnx_path: Path, out_dir: Path, trtexec: str | None = None) -> dict:
+    """Build and time an FP16 TensorRT engine of ``onnx_path`` with ``trtexec`` when it is
+    installed (on PATH, or JetPack's ``/usr/src/tensorrt/bin``); the report entry either way."""
+    trtexec = trtexec or shutil.which("trtexec") or shutil.which("/usr/src/tensorrt/bin/trtexec")
+    if trtexec is None:
+        return {
+            "built": False,
+            "reason": "trtexec not found (TensorRT: on PATH, or /usr/src/tensorrt/bin on a Jetson)",
+        }
+    command = [trtexec, f"--onnx={onnx_path}", "--fp16", f"--saveEngine={out_dir / ENGINE_FILE}"]
+    entry: dict = {"command": " ".join(command)}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=ENGINE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {**entry, "built": False, "reason": f"trtexec did not finish: {e}"}
+    log = done.stdout + done.stderr
+    if done.returncode != 0 or not (out_dir / ENGINE_FILE).is_file():
+        tail = " | ".join(log.strip().splitlines()[-3:])
+        return {**entry, "built": False, "reason": f"trtexec exit {done.returncode}: {tail}"}
+    return {**entry, "built": True, "file": ENGINE_FILE, **trtexec_timings(log)}
+
+
+def trtexec_timings(log: str) -> dict:
+    """TensorRT's version, throughput and GPU compute time from trtexec's performance summary."""
+    found: dict = {}
+    if version := re.search(r"TensorRT v(\d+)", log):
+        found["tensorrt_version"] = version.group(1)
+    if qps := re.search(r"Throughput: ([\d.]+) qps", log):
+        found["throughput_qps"] = float(qps.group(1))
+    if gpu := re.search(r"GPU Compute Time: (.*)", log):
+        stats = dict(re.findall(r"(\w+) = ([\d.]+) ms", gpu.group(1)))
+        for k in ("mean", "median"):
+            if k in stats:
+                found[f"gpu_compute_ms_{k}"] = float(stats[k])
+    return found

@@ -115,7 +115,7 @@ def quantise(values: np.ndarray, dtype: np.dtype, scale: float, zero_point: int)
     aarch64: XNNPACK and the builtin QUANTIZE kernel (``optimized_ops.h`` ``AffineQuantize`` ->
     ``RoundToNearest`` -> ``vcvtnq_s32_f32``) round ties to even; only the reference kernel
     (``reference/quantize.h``, ``std::round``) rounds them away from zero. The demo keeps
-    an identical copy (``edge_demo.runtime.quantise``; it cannot import this module): tests hold
+    an identical copy (``edge_demo.contract.quantise``; it cannot import this module): tests hold
     the two to each other (``tests/export/test_contracts.py``) and to TFLite's own kernel.
     """
     x = np.asarray(values, np.float32) / np.float32(scale)

@@ -4,7 +4,9 @@ tests hold the two to one contract."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -70,3 +72,116 @@ def test_parity_runner_feeds_the_model_what_the_demo_feeds_it():
     x = demo.preprocess(frame_bgr)
     np.testing.assert_array_equal(ours.quantize_input(rgb), x)
     np.testing.assert_array_equal(ours(rgb), demo.scores(demo.infer(x)))
+
+
+# ----------------------------------------------------------------- one table of file names
+
+BOARD_FILES = (
+    *contract.MODEL_FILES.values(),
+    contract.LABELS_FILE,
+    contract.REPORT_FILE,
+    contract.CLASSES_FILE,
+    contract.COLOURS_FILE,
+)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def string_literals(path: Path) -> list[tuple[int, str]]:
+    """Every string constant of a module but its docstrings (f-string pieces included)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        {*(REPO / "export").glob("*.py"), *(REPO / "edge_demo").glob("*.py")}
+        - {REPO / "edge_demo" / "contract.py"}
+    ),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_file_names_come_from_the_contract_table(module):
+    """The exporter and the demo spell no model, labels or report file name themselves: they
+    read edge_demo/contract.py, so a renamed file cannot leave one side behind."""
+    found = [
+        f"{module.name}:{line}: {text!r}"
+        for line, text in string_literals(module)
+        if any(re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text) for name in BOARD_FILES)
+    ]
+    assert found == []
+
+
+def test_the_exporters_formats_and_the_demos_orders_are_the_table():
+    from segnet_tf.export.edgetpu import compiled_name
+    from segnet_tf.export.exporter import FORMATS
+
+    assert {name: f.filename for name, f in FORMATS.items()} == {
+        k: v for k, v in contract.MODEL_FILES.items() if k != "edgetpu-compiled"
+    }
+    # edgetpu_compiler names its output <stem>_edgetpu.tflite: the demo looks for exactly that
+    assert (
+        compiled_name(contract.MODEL_FILES["edgetpu"]) == contract.MODEL_FILES["edgetpu-compiled"]
+    )
+    orders = (contract.CPU_ORDER, contract.GPU_DELEGATE_ORDER, contract.EDGETPU_ORDER)
+    assert {n for order in (*orders, contract.MC_ORDER) for n in order} <= set(
+        contract.MODEL_FILES.values()
+    )
+    monte_carlo = {f.filename for f in FORMATS.values() if f.monte_carlo}
+    assert set(contract.MC_ORDER) == monte_carlo
+
+
+def _module_of(package: str, name: str) -> str:
+    parts = package.split(".")
+    folder = {"edge_demo": REPO / "edge_demo", "segnet_tf.export": REPO / "export"}.get(package)
+    return f"{package}.{name}" if folder and (folder / f"{name}.py").is_file() else ".".join(parts)
+
+
+def test_the_board_imports_no_trainer_and_no_module_imports_back():
+    """edge_demo never imports segnet_tf or TensorFlow (but the TFLite backend's last-resort
+    runtime), and no module of edge_demo/ or export/ imports one that imports it back,
+    counting imports inside functions."""
+    graph: dict[str, set[str]] = {}
+    for folder, package in (
+        (REPO / "edge_demo", "edge_demo"),
+        (REPO / "export", "segnet_tf.export"),
+    ):
+        for path in folder.glob("*.py"):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            imported = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    imported |= {a.name for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    # `from package import module` depends on the module, not the package
+                    imported |= {_module_of(node.module, a.name) for a in node.names}
+            graph[name] = imported
+    for name, imported in graph.items():
+        if name.startswith("edge_demo"):
+            trainer = {m for m in imported if m.split(".")[0] in ("segnet_tf", "keras")}
+            assert trainer == set(), name
+            assert "tensorflow" not in imported or name == "edge_demo.tflite_backend", name
+    local = {
+        name: {m for m in imported if m in graph and m != name} for name, imported in graph.items()
+    }
+    for name in local:  # no path leads back to the module it starts from
+        seen, todo = set(), list(local[name])
+        while todo:
+            current = todo.pop()
+            assert current != name, f"{name} imports itself back through {sorted(seen)}"
+            if current not in seen:
+                seen.add(current)
+                todo += local[current]
