@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import stat
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -14,16 +17,23 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import segnet_tf
-from segnet_tf.data import render_scene
+from edge_demo.bundle import unpack_bundle
+from edge_demo.contract import CLASSES_FILE, COLOURS_FILE, MODEL_FILES
+from segnet_tf.data import CAMVID, render_scene
 from segnet_tf.export import ExportError, ExportOptions, export_model
 from segnet_tf.export.cli import export_command
 from segnet_tf.export.lowering import lower_model
 from segnet_tf.export.onnx import (
+    ENGINE_FILE,
+    SEGNET_MEAN,
+    SEGNET_STD,
     OnnxExportError,
     OnnxModel,
+    build_engine,
     check_tensorrt,
     convert,
     float16_copy,
+    fold_segnet_normalisation,
     tensorrt_problems,
 )
 from segnet_tf.layers import FLOAT_STEP_GAIN
@@ -62,7 +72,7 @@ def test_reference_graph_is_rejected_naming_each_node():
         "node 'dec_unpool' (MaxUnpool): MaxUnpool is not supported",
     ]
     with pytest.raises(OnnxExportError, match=r"model.onnx: .*'enc_pool'.*\(and 1 more\)"):
-        check_tensorrt(model.SerializeToString())
+        check_tensorrt(model.SerializeToString(), "model.onnx")
 
 
 def test_types_opset_and_constant_axes_are_checked():
@@ -239,3 +249,212 @@ def test_float16_graph_keeps_the_class_maps_and_the_step_gain_does_not(onnx_expo
     assert (in_float32.argmax(-1) == want[0].argmax(-1)).mean() >= 0.998
     broken = ReferenceEvaluator(float16_copy(stepped))
     assert not np.isfinite(broken.run(None, {"image": images[:1].astype(np.float16)})[0]).all()
+
+
+# --------------------------------------------------------- jetson-inference's segNet layout
+
+
+def segnet_emulation(session, frame_rgb: np.ndarray) -> np.ndarray:
+    """jetson-inference's segNet on one RGB frame, from its source (c/segNet.cpp ``Process`` and
+    ``classify``, c/tensorConvert.cu ``gpuTensorNormMean``): nearest resize by truncation
+    (``dx = (int)(x * in_w / out_w)``), ``(rgb * (1 / 255) - mean) / std`` band-sequential (NCHW),
+    then the argmax over the class planes of ``[C, h, w]``, the first class on ties."""
+    _, _, h, w = session.get_inputs()[0].shape
+    in_h, in_w = frame_rgb.shape[:2]
+    ys = (np.arange(h, dtype=np.float32) * np.float32(in_h / h)).astype(int)
+    xs = (np.arange(w, dtype=np.float32) * np.float32(in_w / w)).astype(int)
+    px = frame_rgb[ys][:, xs].astype(np.float32)
+    mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+    tensor = ((px * np.float32(1.0 / 255.0) - mean) / std).transpose(2, 0, 1)[None]
+    scores = session.run(["output_0"], {"input_0": np.ascontiguousarray(tensor)})[0][0]
+    return scores.argmax(0)  # [C, h, w] -> [h, w]
+
+
+def test_segnets_normalisation_folds_into_the_models_own():
+    """Caffe's (p - m) / s after segNet's p = 255 (std x + mean) is one affine map: by hand, the
+    first channel's mean (123.68 - 255 * 0.485) / (255 * 0.229) = 0.005 / 58.395 and its std
+    58.393 / 58.395; and the folded model on segNet's tensor computes what the original does on
+    raw pixels."""
+    model = segnet_tf.build_model("segnet-lite", (*SIZE, 3), 11)
+    lowered = lower_model(model, "exact", batch_size=1)
+    fold_segnet_normalisation(lowered)
+    layer = lowered.get_layer("normalize")
+    mean = np.asarray(layer.mean).reshape(-1)
+    std = np.sqrt(np.asarray(layer.variance)).reshape(-1)
+    np.testing.assert_allclose(mean[0], 0.005 / 58.395, rtol=1e-4)
+    np.testing.assert_allclose(std[0], 58.393 / 58.395, rtol=1e-6)
+    np.testing.assert_allclose(mean[2], (103.939 - 255 * 0.406) / (255 * 0.225), rtol=1e-4)
+    assert np.asarray(model.get_layer("normalize").mean).reshape(-1)[0] == np.float32(123.68)
+    pixels = render_scene(7, SIZE)[0].astype(np.float32)[None]
+    segnet = (pixels / 255 - np.float32(SEGNET_MEAN)) / np.float32(SEGNET_STD)
+    np.testing.assert_allclose(lowered(segnet), model(pixels), rtol=1e-4, atol=1e-4)
+
+
+def test_a_class_name_segnet_would_misread_is_refused_before_any_work(tmp_path):
+    from segnet_tf.data import DatasetConfig
+    from segnet_tf.export.labels import jetson_label_lines
+
+    synset = DatasetConfig("s", ("road", "n01234567 cat"), ((0, 0, 0), (1, 2, 3)), void_id=None)
+    with pytest.raises(ValueError, match="WordNet synset"):
+        jetson_label_lines(synset)
+    two_lines = DatasetConfig("t", ("road\nkerb",), ((0, 0, 0),), void_id=None)
+    with pytest.raises(ValueError, match="a line under 500 bytes"):
+        jetson_label_lines(two_lines)
+    assert jetson_label_lines(CAMVID)[1][3] == "128 64 128"  # Road
+
+
+def test_layout_needs_onnx(tmp_path):
+    with pytest.raises(ExportError, match="--layout jetson-inference is the layout of model.onnx"):
+        ExportOptions(model=tmp_path / "m.keras", out=tmp_path, layout="jetson-inference").formats()
+    with pytest.raises(ExportError, match="--layout must be one of nhwc, jetson-inference"):
+        ExportOptions(model=tmp_path / "m.keras", out=tmp_path, onnx=True, layout="nchw").formats()
+
+
+STAND_IN_TRTEXEC = """#!/bin/sh
+# stands in for TensorRT's trtexec: records its arguments, writes the engine, prints a summary
+echo "$@" > "$(dirname "$0")/args.txt"
+for a in "$@"; do case "$a" in --saveEngine=*) echo engine > "${a#--saveEngine=}";; esac; done
+echo "&&&& RUNNING TensorRT.trtexec [TensorRT v8502] # trtexec $*"
+echo "[I] Throughput: 412.5 qps"
+echo "[I] GPU Compute Time: min = 2.1 ms, max = 3.9 ms, mean = 2.38 ms, median = 2.35 ms"
+echo "&&&& PASSED TensorRT.trtexec [TensorRT v8502]"
+"""
+
+
+@pytest.fixture()
+def stand_in_trtexec(tmp_path, monkeypatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "trtexec"
+    script.write_text(STAND_IN_TRTEXEC)
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+def test_trtexec_builds_and_times_an_fp16_engine_when_installed(stand_in_trtexec, tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"")
+    entry = build_engine(onnx_path, tmp_path)
+    engine = tmp_path / ENGINE_FILE
+    assert (stand_in_trtexec / "args.txt").read_text().split() == [
+        f"--onnx={onnx_path}", "--fp16", f"--saveEngine={engine}"
+    ]  # fmt: skip
+    assert engine.is_file()
+    assert entry == {
+        "command": f"{stand_in_trtexec}/trtexec --onnx={onnx_path} --fp16 --saveEngine={engine}",
+        "built": True,
+        "file": ENGINE_FILE,
+        "tensorrt_version": "8502",
+        "throughput_qps": 412.5,
+        "gpu_compute_ms_mean": 2.38,
+        "gpu_compute_ms_median": 2.35,
+    }
+    (stand_in_trtexec / "trtexec").write_text("#!/bin/sh\necho '[E] parse failed' >&2\nexit 3\n")
+    failed = build_engine(onnx_path, tmp_path / "elsewhere")
+    assert failed["built"] is False and failed["reason"] == "trtexec exit 3: [E] parse failed"
+
+
+def test_without_trtexec_the_report_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    entry = build_engine(tmp_path / "model.onnx", tmp_path)
+    assert entry["built"] is False and entry["reason"].startswith("trtexec not found")
+
+
+@pytest.fixture(scope="module")
+def jetson_export(trained_lite, tmp_path_factory) -> tuple[Path, dict, Path]:
+    """The trained fixture exported in segNet's layout, bundled, with a stand-in trtexec."""
+    root = tmp_path_factory.mktemp("jetson")
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "trtexec").write_text(STAND_IN_TRTEXEC)
+    (bin_dir / "trtexec").chmod(0o755)
+    out = root / "segnet-jetson"
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{path}"
+    try:
+        report = export_model(
+            ExportOptions(
+                model=trained_lite, out=out, onnx=True, layout="jetson-inference", bundle=True,
+                parity_samples=6,
+            ),
+            log=quiet,
+        )  # fmt: skip
+    finally:
+        os.environ["PATH"] = path
+    return out, report, bin_dir
+
+
+@pytest.mark.slow
+def test_jetson_layout_is_what_segnet_loads(jetson_export):
+    out, report, bin_dir = jetson_export
+    model = onnx.load(out / MODEL_FILES["onnx"])
+    assert [
+        (i.name, [d.dim_value for d in i.type.tensor_type.shape.dim]) for i in model.graph.input
+    ] == [("input_0", [1, 3, *SIZE])]
+    assert [
+        (o.name, [d.dim_value for d in o.type.tensor_type.shape.dim]) for o in model.graph.output
+    ] == [("output_0", [1, 11, *SIZE])]
+    assert tensorrt_problems(model) == []
+    assert (out / CLASSES_FILE).read_text() == "".join(f"{n}\n" for n in CAMVID.class_names)
+    colours = [
+        tuple(int(v) for v in line.split())
+        for line in (out / COLOURS_FILE).read_text().splitlines()
+    ]
+    assert colours == list(CAMVID.colours)
+    art = json.loads((out / "report.json").read_text())["artifacts"]["onnx"]
+    assert art["extra"]["layout"] == "jetson-inference"
+    assert (art["extra"]["input_name"], art["extra"]["output_name"]) == ("input_0", "output_0")
+    # the parity runner feeds segNet's tensor: the class maps still agree with Keras
+    assert art["parity"]["pixel_agreement"] >= 0.998
+    engine = art["extra"]["tensorrt_engine"]
+    assert engine["built"] and engine["gpu_compute_ms_median"] == 2.35
+    assert (out / ENGINE_FILE).is_file()
+    assert (bin_dir / "args.txt").read_text().split()[1] == "--fp16"
+    assert report["artifacts"]["onnx"]["extra"]["tensorrt_engine"] == engine
+
+
+@pytest.mark.slow
+def test_the_bundle_unpacks_to_the_board_files(jetson_export, tmp_path):
+    out, _, _ = jetson_export
+    bundle = out / "segnet-jetson.tar.gz"
+    digest = (out / "segnet-jetson.tar.gz.sha256").read_text().split()
+    assert digest[1] == bundle.name and len(digest[0]) == 64
+    board = tmp_path / bundle.name
+    board.write_bytes(bundle.read_bytes())
+    folder = unpack_bundle(board, digest[0])
+    assert folder == tmp_path / "segnet-jetson"
+    names = {p.name for p in folder.iterdir()} - {".bundle-sha256"}
+    assert names == {
+        "model.tflite",
+        "model.onnx",
+        "labels.json",
+        "classes.txt",
+        "colors.txt",
+        "report.json",
+    }
+    for name in names:
+        assert (folder / name).read_bytes() == (out / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_segnet_emulated_on_camvid_frames_agrees_with_keras(camvid):
+    """The shipped CamVid model in segNet's layout, run as segNet runs it (numpy from its source,
+    ONNX Runtime underneath), gives Keras' class map on >= 99.9 % of the pixels of val frames."""
+    import onnxruntime as ort
+
+    keras_model = segnet_tf.load_model(
+        Path(__file__).resolve().parents[2] / "models" / "segnet-lite-camvid"
+    )
+    lowered = lower_model(keras_model, "exact", batch_size=1)
+    content = convert(lowered, layout="jetson-inference")
+    check_tensorrt(content, "model.onnx")
+    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+    lines = (camvid / "val.txt").read_text().split("\n")[:101:25]  # 5 frames across the drive
+    agree = []
+    for line in lines:
+        frame = cv2.cvtColor(cv2.imread(str(camvid / line.split()[0])), cv2.COLOR_BGR2RGB)
+        ours = keras_model.predict(frame[None].astype(np.float32), verbose=0)[0].argmax(-1)
+        agree.append(np.mean(segnet_emulation(session, frame) == ours))
+    assert len(agree) == 5
+    assert np.mean(agree) >= 0.999, agree
