@@ -426,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a .tflite or .onnx file, a folder with {' / '.join(CPU_ORDER)} (with --edgetpu "
         f"{' / '.join(EDGETPU_ORDER)}, {GPU_DELEGATE_ORDER[0]} first with a GPU --delegate, "
         f"{MODEL_FILES['onnx']} first when ONNX Runtime has a GPU provider), or a .tar.gz "
-        f"bundle of one (segnet-tf export --bundle); default: {DEFAULT_MODEL_DIR}",
+        f"bundle of one (segnet-tf export --bundle); default: "
+        f"{DEFAULT_MODEL_DIR or 'none, pass one'}",
     )
     model.add_argument(
         "--bundle-sha256",

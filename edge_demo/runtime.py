@@ -22,7 +22,9 @@ from edge_demo.contract import (
 from edge_demo.onnx_backend import has_gpu_provider, load_onnx_model
 from edge_demo.tflite_backend import load_tflite_model
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "segnet-lite-camvid"
+# Run from a checkout, the shipped model; an installed segnet-edge ships none and needs --model.
+_CHECKOUT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "segnet-lite-camvid"
+DEFAULT_MODEL_DIR = _CHECKOUT_MODEL_DIR if _CHECKOUT_MODEL_DIR.is_dir() else None
 EXPORT_HINT = "export one with `segnet-tf export --int8`"
 EDGETPU_HINT = (
     "export one with `segnet-tf export --target edgetpu` (compiled there when edgetpu_compiler "
@@ -54,6 +56,11 @@ def resolve_model_path(
     """The model file to load: ``model`` itself, or the best file of a model folder for the
     target (the Edge TPU, a GPU delegate, ONNX Runtime with a
     GPU provider, else the CPU or an NPU delegate)."""
+    if model is None and DEFAULT_MODEL_DIR is None:
+        raise DemoFileNotFoundError(
+            "no model given: pass --model (a .tflite or .onnx file, a model folder, or a "
+            "segnet-tf export --bundle .tar.gz)"
+        )
     folder = DEFAULT_MODEL_DIR if model is None else Path(model)
     if folder.is_dir():
         names = folder_order(edgetpu, delegate)

@@ -21,11 +21,11 @@ from edge_demo.runtime import DEFAULT_MODEL_DIR
 EXPORT_HINT = "export one with `segnet-tf export --model <bayesian-segnet run> --mc-samples 8`"
 
 
-def monte_carlo_model_path(model: str | Path | None) -> str | Path:
+def monte_carlo_model_path(model: str | Path | None) -> str | Path | None:
     """The file ``--view uncertainty`` loads: ``model`` itself, or the Monte Carlo model of a
     model folder (or of the default folder)."""
     folder = DEFAULT_MODEL_DIR if model is None else Path(model)
-    if not folder.is_dir():
+    if folder is None or not folder.is_dir():
         return folder
     for name in MC_ORDER:
         if (folder / name).is_file():
