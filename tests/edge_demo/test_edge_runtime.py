@@ -193,6 +193,13 @@ def test_resolve_model_path_picks_the_file_for_the_target(tmp_path):
     empty.mkdir()
     with pytest.raises(DemoFileNotFoundError, match="folder has none of"):
         resolve_model_path(empty)
+    (empty / "model_int8.tflite").write_bytes(b"")  # the shipped folder: no Edge TPU model
+    with pytest.raises(
+        DemoFileNotFoundError,
+        match=r"--edgetpu: .*empty has no Edge TPU model \(model_edgetpu_edgetpu.tflite or "
+        r"model_edgetpu.tflite\); export one with `segnet-tf export --target edgetpu`",
+    ):
+        resolve_model_path(empty, edgetpu=True)
 
 
 def test_missing_edgetpu_delegate_is_a_clear_error(monkeypatch):
