@@ -1,6 +1,7 @@
 """Model side of the edge demo: quantisation by hand, the model contract, labels and delegates."""
 
 import json
+import typing
 
 import cv2
 import numpy as np
@@ -233,3 +234,35 @@ def test_edgetpu_compiled_models_need_the_flag_and_the_flag_needs_them(
         model = load_model(edge_models["int8"], edgetpu=True)
     assert model.num_classes == 11
     assert "model_int8.tflite has no Edge TPU ops" in caplog.text
+
+
+def test_the_tflite_onnx_and_web_view_models_are_what_the_loop_takes(edge_models):
+    """One typed interface (contract.SegModel): camera_loop says it takes it, and each backend's
+    model and the web view's shared model have every member of it."""
+    from edge_demo.camera import camera_loop
+    from edge_demo.contract import SegModel
+    from edge_demo.onnx_backend import OnnxModel
+    from edge_demo.server import SharedModel
+    from edge_demo.tflite_backend import TFLiteModel
+
+    assert typing.get_type_hints(camera_loop)["model"] is SegModel
+    model = load_model(edge_models["int8"])
+    assert isinstance(model, TFLiteModel)
+    assert isinstance(model, SegModel) and isinstance(SharedModel(model), SegModel)
+    members = {"path", "labels", "input_size", "num_classes", "precision", "runtime", "device"}
+    members |= {"preprocess", "infer", "scores"}
+    assert members == set(SegModel.__annotations__) | {
+        name for name in vars(SegModel) if not name.startswith("_")
+    }
+    # the ONNX model's instance attributes: tests/edge_demo/test_onnx_runtime.py
+    assert all(hasattr(OnnxModel, name) for name in members - set(SegModel.__annotations__))
+
+    class NoScores:
+        path, labels, input_size, num_classes = model.path, model.labels, (1, 1), 11
+        precision = runtime = device = "x"
+
+        def preprocess(self, frame): ...
+
+        def infer(self, x): ...
+
+    assert not isinstance(NoScores(), SegModel)

@@ -14,6 +14,7 @@ import onnxruntime
 import pytest
 
 from edge_demo import DemoError, camera, onnx_backend
+from edge_demo.contract import SegModel
 from edge_demo.onnx_backend import CPU, CUDA, TENSORRT, choose_providers
 from edge_demo.render import colour_lut
 from edge_demo.runtime import resolve_model_path
@@ -127,6 +128,7 @@ def test_a_jetson_build_gets_tensorrt_fp16_with_an_engine_cache(tmp_path, monkey
     assert FakeSession.created[-1].providers == [(TENSORRT, options), CUDA, CPU]
     assert cache.is_dir() and "caches it in" in caplog.text
     assert (model.device, model.precision, model.input_size) == ("TensorRT FP16", "fp16", (48, 64))
+    assert isinstance(model, SegModel)  # what camera_loop takes
 
 
 # ------------------------------------------------------------------ a real model.onnx, end to end
