@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_demo import DemoError
 from edge_demo.contract import Labels, check_labels, load_labels, preprocess
+from edge_demo.quiet import native_output_held
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,10 @@ def load_onnx_model(
     threads: int | None = None,
     provider: str = "auto",
     engine_cache: str | Path | None = None,
+    verbose: bool = False,
 ) -> OnnxModel:
-    """Load ``model_path`` with the best provider available and its labels."""
+    """Load ``model_path`` with the best provider available and its labels; ONNX Runtime's own
+    warnings are held back unless ``verbose``."""
     ort = onnxruntime()
     label_set = load_labels(labels_path)
     cache = engine_cache_dir(model_path, engine_cache)
@@ -179,10 +182,12 @@ def load_onnx_model(
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.log_severity_level = 2 if verbose else 3  # warnings (its default), else errors only
     # The loop does its own work between inferences: idle workers must sleep, not spin on it.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = ort.InferenceSession(str(model_path), options, providers=providers)
+        with native_output_held(verbose):
+            session = ort.InferenceSession(str(model_path), options, providers=providers)
     except Exception as e:  # ONNX Runtime raises its own exception types for bad files
         raise DemoError(f"--model {model_path}: ONNX Runtime cannot load it: {e}") from None
     if provider_name(providers[0]) == TENSORRT:

@@ -111,5 +111,5 @@ def load_model(
                 f"--model {model_path}: an ONNX model runs on ONNX Runtime; --edgetpu and "
                 "--delegate are for .tflite models"
             )
-        return load_onnx_model(model_path, labels_path, threads, provider, engine_cache)
+        return load_onnx_model(model_path, labels_path, threads, provider, engine_cache, verbose)
     return load_tflite_model(model_path, labels_path, threads, edgetpu, delegate, verbose)
