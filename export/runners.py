@@ -1,8 +1,8 @@
 """Exported files run in Python, for ``segnet-tf evaluate`` and ``segnet-tf predict``: a
 ``.tflite`` file on LiteRT, a ``.onnx`` file on ONNX Runtime's CPU provider, with the checks the
-demo makes before it runs one (``edge_demo/runtime.py``): the file is what its suffix says (a
-TFLite flatbuffer carries ``TFL3``), it is not compiled for the Edge TPU, it takes one
-``[1, H, W, 3]`` image and gives ``[1, H, W, classes]``, and a ``labels.json`` beside it names as
+demo makes before it runs one (``edge_demo/runtime.py``, ``edge_demo/tflite_backend.py``): the file
+is what its suffix says (a TFLite flatbuffer carries ``TFL3``), it is not compiled for the Edge
+TPU, it takes one ``[1, H, W, 3]`` image and gives ``[1, H, W, classes]``, and a ``labels.json`` beside it names as
 many classes, for the same input size. A model file is data: nothing in it is executed as code
 (neither runtime has a way to), and files above :data:`MAX_MODEL_BYTES` are refused unread.
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_demo.contract import LABELS_FILE, MODEL_FILES
+from edge_demo.tflite_backend import EDGETPU_CUSTOM_OP
 from segnet_tf.data import DatasetConfig
-from segnet_tf.export.labels import LABELS_FILE
 
 MAX_MODEL_BYTES = 2**31  # a flatbuffer cannot be larger; our int8 model is 2 MB
 MAX_LABELS_BYTES = 2**20
-EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"  # as edge_demo.runtime, which cannot import this
 
 
 class ExportedModelError(ValueError):
@@ -51,7 +51,7 @@ def _tflite_runner(path: Path, content: bytes, threads: int | None):
     if EDGETPU_CUSTOM_OP in content:
         raise ExportedModelError(
             f"model {str(path)!r} is compiled for the Edge TPU and runs only there "
-            "(python edge_demo/camera.py --edgetpu); use model_int8.tflite here"
+            f"(python edge_demo/camera.py --edgetpu); use {MODEL_FILES['int8']} here"
         )
     try:
         runner = TFLiteModel(content, num_threads=threads)
@@ -134,18 +134,18 @@ def exported_classes(path: str | Path, runner, default: DatasetConfig) -> Datase
         info = json.loads(labels.read_text())
         config = DatasetConfig.from_dict({**info, "name": info.get("model") or path.stem})
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
-        raise ExportedModelError(f"{labels}: not a labels.json: {e}") from None
+        raise ExportedModelError(f"{labels}: not a {LABELS_FILE}: {e}") from None
     except ValueError as e:
         raise ExportedModelError(f"{labels}: {e}") from None
     if config.num_classes != n:
         raise ExportedModelError(
             f"{labels} lists {config.num_classes} classes but {path.name} outputs {n}: use the "
-            "labels.json exported with this model"
+            f"{LABELS_FILE} exported with this model"
         )
     size = info.get("input_size")
     if size is not None and tuple(size) != tuple(runner.input_size):
         raise ExportedModelError(
             f"{labels}: input_size {list(size)} does not match {path.name}'s "
-            f"{list(runner.input_size)}: use the labels.json exported with this model"
+            f"{list(runner.input_size)}: use the {LABELS_FILE} exported with this model"
         )
     return config
