@@ -2,9 +2,10 @@
 ``.tflite`` file on LiteRT, a ``.onnx`` file on ONNX Runtime's CPU provider, with the checks the
 demo makes before it runs one (``edge_demo/runtime.py``, ``edge_demo/tflite_backend.py``): the file
 is what its suffix says (a TFLite flatbuffer carries ``TFL3``), it is not compiled for the Edge
-TPU, it takes one ``[1, H, W, 3]`` image and gives ``[1, H, W, classes]``, and a ``labels.json`` beside it names as
-many classes, for the same input size. A model file is data: nothing in it is executed as code
-(neither runtime has a way to), and files above :data:`MAX_MODEL_BYTES` are refused unread.
+TPU, it takes one ``[1, H, W, 3]`` image and gives ``[1, H, W, classes]``, and a ``labels.json``
+beside it names as many classes, for the same input size. A model file is data: nothing in it is
+executed as code (neither runtime has a way to), and files above :data:`MAX_MODEL_BYTES` are
+refused unread.
 """
 
 from __future__ import annotations
