@@ -19,13 +19,13 @@ from torch import nn
 
 def torch_config(name: str, num_classes: int = 11) -> dict:
     """Constructor arguments of :class:`TorchSegNet` for the Keras preset ``name``."""
+    from segnet_tf.models.blocks import decoder_stages
     from segnet_tf.models.registry import PRESETS
     from segnet_tf.models.segnet import (
         IMAGENET_MEAN,
         IMAGENET_STD,
         VGG16_STAGES,
         build_segnet,
-        decoder_stages,
         scale_stages,
     )
 

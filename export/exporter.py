@@ -48,12 +48,9 @@ from segnet_tf.export.onnx import LAYOUTS, OnnxExportError
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.staging import staging_folder, swap_in
 from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
-from segnet_tf.layers import (
-    FLOAT_STEP_GAIN,
-    STEP_GAIN,
-    MaxPoolingWithArgmax2D,
-)
+from segnet_tf.layers import FLOAT_STEP_GAIN, STEP_GAIN
 from segnet_tf.models import load_model
+from segnet_tf.models.blocks import encoder_stages, pool_name
 from segnet_tf.progress import progress
 from segnet_tf.runs import model_classes, read_run_config
 
@@ -63,7 +60,7 @@ class Format:
     name: str
     filename: str
     precision: str  # float32 | float16 | int8
-    lowering: str  # see segnet_tf.export.lowering.LOWERINGS
+    lowering: str  # see segnet_tf.layers.LOWERINGS
     description: str
     gain: float = STEP_GAIN  # of the step comparison (see segnet_tf.export.lowering)
     monte_carlo: bool = False  # N fixed dropout masks, mean probabilities (export/montecarlo.py)
@@ -247,11 +244,10 @@ def load_segnet(path: Path) -> keras.Model:
         model = load_model(path)
     except (FileNotFoundError, ValueError) as e:
         raise ExportError(str(e)) from e
-    pools = (MaxPoolingWithArgmax2D, keras.layers.MaxPooling2D)  # any decoder's encoder
-    if not any(isinstance(layer, pools) and layer.name == "block1_pool" for layer in model.layers):
+    if not encoder_stages(model):  # any decoder's encoder
         raise ExportError(
             f"model {str(path)!r} is not a segnet-tf model: it has no SegNet encoder "
-            "(pooling layer 'block1_pool')"
+            f"(pooling layer {pool_name(1)!r})"
         )
     return model
 

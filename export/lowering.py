@@ -30,13 +30,14 @@ from segnet_tf.layers import (
     LOWERINGS,
     POOLED_LOWERINGS,
     STEP_GAIN,
+    CropToMatch,
     MaskedUnpooling2D,
     MaxPoolingWithArgmax2D,
     MaxPoolingWithMask2D,
     MaxUnpooling2D,
     MonteCarloDropout,
 )
-from segnet_tf.models.decoders import CropToMatch
+from segnet_tf.models.blocks import producers
 
 
 def lower_model(
@@ -69,9 +70,10 @@ def lower_model(
 def check_nonnegative_pooling(model: keras.Model) -> None:
     """The pooled layouts pad odd maps with zeros, exact only on ReLU outputs: check each pooling
     input comes from a ReLU (every SegNet preset's does)."""
+    producer = producers(model)
     for layer in model.layers:
         if isinstance(layer, MaxPoolingWithArgmax2D):
-            source = layer.input._keras_history.operation
+            source = producer[id(layer.input)]
             activation = getattr(getattr(source, "activation", None), "__name__", None)
             plain_relu = isinstance(source, keras.layers.ReLU) and not source.negative_slope
             if activation not in ("relu", "relu6") and not plain_relu:
@@ -139,11 +141,12 @@ def relu_chain(model: keras.Model) -> list[tuple[str, str, tuple[tuple[str, int]
             for position, tensor in enumerate(keras.tree.flatten(layer.input)):
                 readers.setdefault(id(tensor), []).append((layer, position))
     outputs = {id(t) for t in model.outputs}
+    producer = producers(model)
     chain = []
     for layer in model.layers:
         if not is_relu(layer):
             continue
-        source = layer.input._keras_history.operation
+        source = producer[id(layer.input)]
         if isinstance(source, keras.layers.BatchNormalization):
             convs = compensating_convs(layer.output, readers, outputs)
             if convs:

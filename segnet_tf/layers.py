@@ -6,6 +6,9 @@ deconvolution. ``tf.nn.max_pool_with_argmax`` gives the positions as flat indice
 input tensor (``include_batch_in_index=True``), so unpooling is a single ``tf.scatter_nd`` into a
 zero tensor.
 
+The resampling of the study's other decoders (:class:`CropToMatch`, :class:`BilinearUpsampling`)
+sits here too: every layer a saved segnet-tf model names is registered by this one module.
+
 Two traps shape this file. ``MaxPoolWithArgmax`` has no XLA kernel, so both layers set
 ``supports_jit = False`` (otherwise Keras 3 ``fit`` jit-compiles the step on GPU and crashes). And
 pooling with SAME padding maps an odd size up, 45 -> 23, so unpooling cannot simply double: it
@@ -192,6 +195,53 @@ class FixedDropout(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+# --------------------------------------------------------------------------- resampling
+# The other decoders of the paper's study (segnet_tf.models.decoders) upsample by doubling: a
+# doubled odd side is one too many (45 -> 23 -> 46), cut back to the encoder map's size.
+
+
+@keras.saving.register_keras_serializable(package="segnet_tf")
+class CropToMatch(keras.layers.Layer):
+    """Called on ``[x, reference]``: ``x`` cut to the reference's height and width (a doubled odd
+    side back to the encoder's size, 46 -> 45); only the reference's shape is used."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        height, width = reference.shape[1], reference.shape[2]
+        if height is not None and width is not None:
+            return crop_to(x, height, width)
+        size = tf.shape(reference)[1:3]
+        return x[:, : size[0], : size[1], :]
+
+    def compute_output_spec(self, inputs):
+        x, reference = inputs
+        return keras.KerasTensor((x.shape[0], *reference.shape[1:3], x.shape[3]), dtype=x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="segnet_tf")
+class BilinearUpsampling(keras.initializers.Initializer):
+    """Kernel of a stride-2, SAME transposed convolution that starts as 2x bilinear interpolation
+    of every channel (FCN's initialisation), whatever its (even) size.
+
+    TF's SAME transposed convolution with kernel ``k`` puts input ``i`` at outputs
+    ``2i - (k-2)//2 + t``; half-pixel bilinear interpolation gives outputs ``2i-1 .. 2i+2`` the
+    weights 1/4, 3/4, 3/4, 1/4 of input ``i``. Away from the border it equals
+    ``tf.image.resize(..., "bilinear")``; channel ``c`` reads channel ``c`` only.
+    """
+
+    def __call__(self, shape, dtype=None):
+        size, _, out_channels, in_channels = shape
+        if size < 4 or size % 2:
+            raise ValueError(f"bilinear upsampling needs an even kernel >= 4, got {size}")
+        taps = np.zeros(size, np.float32)
+        first = (size - 2) // 2 - 1
+        taps[first : first + 4] = (0.25, 0.75, 0.75, 0.25)
+        kernel = np.zeros(shape, np.float32)
+        for c in range(min(out_channels, in_channels)):
+            kernel[:, :, c, c] = np.outer(taps, taps)
+        return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
 
 
 # --------------------------------------------------------------------------- builtin-op twins

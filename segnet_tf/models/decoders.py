@@ -1,10 +1,11 @@
 """The decoders of the SegNet paper's study (Badrinarayanan et al., TPAMI 2017, section 3.1,
 Table 1), each over the same encoder so that the comparison is controlled.
 
-A decoder is a function ``(bottleneck, switches, spec) -> logits``: ``switches`` holds, per encoder
-stage, the map it pooled, the pooled map and (for the decoders that unpool) the argmax indices;
-``spec`` the class count, the encoder widths, the kernel size, the decoder activation and the
-Bayesian dropout. :data:`DECODERS` names them; a preset lists the ones that fit its encoder
+SegNet's own decoder (index unpooling) is one of them. A decoder is a function
+``(bottleneck, switches, spec) -> logits``: ``switches`` holds, per encoder stage, the map it
+pooled, the pooled map and (for the decoders that unpool) the argmax indices; ``spec`` the class
+count, the encoder widths, the kernel size, the decoder activation and the Bayesian dropout.
+:data:`DECODERS` names them; a preset lists the ones that fit its encoder
 (:data:`segnet_tf.models.registry.PRESETS`).
 
 What each keeps from the encoder until the decoder needs it is the memory side of the trade-off
@@ -13,7 +14,7 @@ encoder addition and U-Net the full maps, bilinear interpolation nothing.
 
 Upsampling by a learned transposed convolution (FCN) or fixed bilinear interpolation doubles a
 side, while SAME pooling maps an odd side up (45 -> 23): the upsampled map is cropped to the size
-of the encoder map it mirrors (:class:`CropToMatch`), as index unpooling does.
+of the encoder map it mirrors (:class:`segnet_tf.layers.CropToMatch`), as index unpooling does.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
-import numpy as np
-import tensorflow as tf
 
-from segnet_tf.layers import MaxUnpooling2D, MonteCarloDropout, crop_to
-from segnet_tf.models.segnet import (
+from segnet_tf.layers import BilinearUpsampling, CropToMatch, MaxUnpooling2D
+from segnet_tf.models.blocks import (
     DecoderSpec,
+    class_head,
     conv_bn_relu,
     decoder_stages,
-    segnet_decoder,
+    encoder_stages,
+    stage_dropout,
 )
 
 FCN_KERNEL = 8  # the paper's 8x8 upsampling kernels (section 3.1)
@@ -38,59 +39,21 @@ SWITCH_BITS = 2  # a 2x2 window's argmax position
 FLOAT_BYTES = 4
 
 
-# --------------------------------------------------------------------------- layers
-
-
-@keras.saving.register_keras_serializable(package="segnet_tf")
-class CropToMatch(keras.layers.Layer):
-    """Called on ``[x, reference]``: ``x`` cut to the reference's height and width (a doubled odd
-    side back to the encoder's size, 46 -> 45); only the reference's shape is used."""
-
-    def call(self, inputs):
-        x, reference = inputs
-        height, width = reference.shape[1], reference.shape[2]
-        if height is not None and width is not None:
-            return crop_to(x, height, width)
-        size = tf.shape(reference)[1:3]
-        return x[:, : size[0], : size[1], :]
-
-    def compute_output_spec(self, inputs):
-        x, reference = inputs
-        return keras.KerasTensor((x.shape[0], *reference.shape[1:3], x.shape[3]), dtype=x.dtype)
-
-
-@keras.saving.register_keras_serializable(package="segnet_tf")
-class BilinearUpsampling(keras.initializers.Initializer):
-    """Kernel of a stride-2, SAME transposed convolution that starts as 2x bilinear interpolation
-    of every channel (FCN's initialisation), whatever its (even) size.
-
-    TF's SAME transposed convolution with kernel ``k`` puts input ``i`` at outputs
-    ``2i - (k-2)//2 + t``; half-pixel bilinear interpolation gives outputs ``2i-1 .. 2i+2`` the
-    weights 1/4, 3/4, 3/4, 1/4 of input ``i``. Away from the border it equals
-    ``tf.image.resize(..., "bilinear")``; channel ``c`` reads channel ``c`` only.
-    """
-
-    def __call__(self, shape, dtype=None):
-        size, _, out_channels, in_channels = shape
-        if size < 4 or size % 2:
-            raise ValueError(f"bilinear upsampling needs an even kernel >= 4, got {size}")
-        taps = np.zeros(size, np.float32)
-        first = (size - 2) // 2 - 1
-        taps[first : first + 4] = (0.25, 0.75, 0.75, 0.25)
-        kernel = np.zeros(shape, np.float32)
-        for c in range(min(out_channels, in_channels)):
-            kernel[:, :, c, c] = np.outer(taps, taps)
-        return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
-
-
 # --------------------------------------------------------------------------- decoders
 
 
-def stage_dropout(x, s: int, spec: DecoderSpec):
-    """Bayesian SegNet's Monte Carlo dropout after the deepest decoder stages."""
-    if spec.dropout_to is not None and s >= spec.dropout_to:
-        x = MonteCarloDropout(0.5, name=f"decoder{s}_dropout")(x)
-    return x
+def segnet_decoder(x, switches, spec: DecoderSpec):
+    """SegNet's decoder: per stage, unpool with the stored indices, then densify with convs."""
+    for i, widths in enumerate(decoder_stages(spec.stages)):
+        s = len(switches) - i
+        stage = switches[s - 1]
+        x = MaxUnpooling2D(name=f"decoder{s}_unpool")([x, stage.indices, stage.features])
+        for c, filters in enumerate(widths, start=1):
+            x = conv_bn_relu(
+                x, filters, spec.kernel_size, f"decoder{s}_conv{c}", activation=spec.activation
+            )
+        x = stage_dropout(x, s, spec)
+    return class_head(x, spec.num_classes)
 
 
 def same_width(spec: DecoderSpec, decoder: str) -> None:
@@ -109,18 +72,11 @@ def single_channel_decoder(x, switches, spec: DecoderSpec):
     for s in reversed(range(1, len(switches) + 1)):
         stage = switches[s - 1]
         x = MaxUnpooling2D(name=f"decoder{s}_unpool")([x, stage.indices, stage.features])
-        x = keras.layers.DepthwiseConv2D(
-            spec.kernel_size,
-            padding="same",
-            use_bias=False,
-            depthwise_initializer="he_normal",
-            name=f"decoder{s}_conv1",
-        )(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"decoder{s}_conv1_bn")(x)
-        if spec.activation:
-            x = keras.layers.Activation(spec.activation, name=f"decoder{s}_conv1_relu")(x)
+        x = conv_bn_relu(
+            x, 0, spec.kernel_size, f"decoder{s}_conv1", spec.activation, conv="depthwise"
+        )
         x = stage_dropout(x, s, spec)
-    return keras.layers.Conv2D(spec.num_classes, 1, name="classifier", dtype="float32")(x)
+    return class_head(x, spec.num_classes)
 
 
 def encoder_addition_decoder(x, switches, spec: DecoderSpec):
@@ -137,12 +93,12 @@ def encoder_addition_decoder(x, switches, spec: DecoderSpec):
             )
         x = keras.layers.Add(name=f"decoder{s}_add")([x, stage.features])
         x = stage_dropout(x, s, spec)
-    return keras.layers.Conv2D(spec.num_classes, 1, name="classifier", dtype="float32")(x)
+    return class_head(x, spec.num_classes)
 
 
 def score(x, s: int, num_classes: int):
     """FCN's dimensionality reduction: a 1x1 convolution of a pooled map to K class channels."""
-    return keras.layers.Conv2D(num_classes, 1, name=f"block{s}_score", dtype="float32")(x)
+    return class_head(x, num_classes, name=f"block{s}_score")
 
 
 def fcn_decoder(x, switches, spec: DecoderSpec, *, addition: bool = True, reduction: bool = True):
@@ -176,14 +132,14 @@ def fcn_decoder(x, switches, spec: DecoderSpec, *, addition: bool = True, reduct
         x = stage_dropout(x, s, spec)
     if reduction:
         return x
-    return keras.layers.Conv2D(spec.num_classes, 1, name="classifier", dtype="float32")(x)
+    return class_head(x, spec.num_classes)
 
 
 def bilinear_decoder(x, switches, spec: DecoderSpec):
     """Bilinear-Interpolation: the bottleneck reduced to K class channels, then fixed 2x bilinear
     upsampling per decoder stage; nothing learned, nothing kept from the encoder."""
     n = len(switches)
-    x = keras.layers.Conv2D(spec.num_classes, 1, name="classifier", dtype="float32")(x)
+    x = class_head(x, spec.num_classes)
     for s in reversed(range(1, n + 1)):
         x = keras.layers.UpSampling2D(
             interpolation="bilinear", name=f"decoder{s}_upsample", dtype="float32"
@@ -199,17 +155,9 @@ def unet_decoder(x, switches, spec: DecoderSpec):
     for i, widths in enumerate(decoder_stages(spec.stages)):
         s = len(switches) - i
         features = switches[s - 1].features
-        x = keras.layers.Conv2DTranspose(
-            features.shape[-1],
-            2,
-            strides=2,
-            padding="same",
-            use_bias=False,
-            kernel_initializer="he_normal",
-            name=f"decoder{s}_upconv",
-        )(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"decoder{s}_upconv_bn")(x)
-        x = keras.layers.Activation("relu", name=f"decoder{s}_upconv_relu")(x)
+        x = conv_bn_relu(
+            x, features.shape[-1], 2, f"decoder{s}_upconv", conv="transpose", strides=2
+        )
         x = CropToMatch(name=f"decoder{s}_crop")([x, features])
         x = keras.layers.Concatenate(name=f"decoder{s}_concat")([x, features])
         for c, filters in enumerate(widths, start=1):
@@ -217,7 +165,7 @@ def unet_decoder(x, switches, spec: DecoderSpec):
                 x, filters, spec.kernel_size, f"decoder{s}_conv{c}", activation=spec.activation
             )
         x = stage_dropout(x, s, spec)
-    return keras.layers.Conv2D(spec.num_classes, 1, name="classifier", dtype="float32")(x)
+    return class_head(x, spec.num_classes)
 
 
 # --------------------------------------------------------------------------- the table
@@ -372,15 +320,12 @@ KEPT: dict[str, tuple[Callable[[tuple, int], int], bool]] = {
 def stage_shapes(model: keras.Model) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
     """``((h, w, c) pooled from, (h, w, c) pooled)`` of every encoder stage of a static model."""
     shapes = []
-    s = 1
-    while f"block{s}_pool" in {layer.name for layer in model.layers}:
-        pool = model.get_layer(f"block{s}_pool")
-        source = keras.tree.flatten(pool.input)[0].shape[1:]
-        pooled = keras.tree.flatten(pool.output)[0].shape[1:]
+    for stage in encoder_stages(model):
+        source = keras.tree.flatten(stage.pool.input)[0].shape[1:]
+        pooled = keras.tree.flatten(stage.pool.output)[0].shape[1:]
         if None in (*source, *pooled):
             raise ValueError(f"{model.name}: kept memory needs a fixed input size")
         shapes.append((tuple(source), tuple(pooled)))
-        s += 1
     return shapes
 
 

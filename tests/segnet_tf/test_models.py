@@ -9,6 +9,7 @@ import pytest
 
 import segnet_tf
 from segnet_tf.layers import MaxPoolingWithArgmax2D, MonteCarloDropout
+from segnet_tf.models.blocks import encoder_stages
 from segnet_tf.models.segnet import IMAGENET_MEAN
 
 
@@ -120,3 +121,19 @@ def test_load_model_finds_the_model_of_a_run_dir_or_a_shipped_folder(tmp_path):
         np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
     with pytest.raises(FileNotFoundError, match="a folder holding best.keras or model.keras"):
         segnet_tf.load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "decoder", "convs"),
+    [("segnet-lite", "indices", (2, 2, 3, 3, 3)), ("segnet-basic", "fcn", (1, 1, 1, 1))],
+)
+def test_encoder_stages_are_found_again_in_a_saved_model(name, decoder, convs, tmp_path):
+    segnet_tf.build_model(name, (45, 61, 3), 5, decoder=decoder).save(tmp_path / "m.keras")
+    stages = encoder_stages(segnet_tf.load_model(tmp_path / "m.keras"))
+    assert [s.pool.name for s in stages] == [f"block{s}_pool" for s in range(1, len(convs) + 1)]
+    # each pools the ReLU of its stage's last convolution
+    assert [s.source.name for s in stages] == [
+        f"block{s}_conv{n}_relu" for s, n in enumerate(convs, start=1)
+    ]
+    inputs = keras.Input((8, 8, 3))
+    assert encoder_stages(keras.Model(inputs, keras.layers.MaxPooling2D()(inputs))) == []
