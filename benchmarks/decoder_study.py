@@ -38,7 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import fmt, table
+from benchmarks.run import arg_type
 from benchmarks.timing import environment
+from segnet_tf.config import parse_size
 from segnet_tf.data import open_dataset
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import build_model
@@ -62,13 +64,6 @@ SMOKE = {
 SMOKE_DECODERS = ("indices", "fcn")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 120x160")
-    return int(parts[0]), int(parts[1])
-
-
 def parse_decoders(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in BASIC_DECODERS]
@@ -88,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "camvid")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "decoder-study")
     parser.add_argument("--decoders", type=parse_decoders, default=None)
-    parser.add_argument("--input-size", type=parse_size, default=None, help="default 120x160")
+    parser.add_argument(
+        "--input-size", type=arg_type(parse_size), default=None, help="default 120x160"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default 20")
     parser.add_argument("--batch-size", type=int, default=None, help="default 8")
     parser.add_argument("--lr", type=float, default=1e-3)

@@ -28,8 +28,9 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,18 +38,24 @@ SECTIONS = ("inference", "training", "edge", "serve", "scaling", "profile", "gpu
 DEFAULT_MODELS = ("segnet-lite", "segnet")
 
 
+T = TypeVar("T")
+
+
 class BenchmarkError(ValueError):
     """A bad option value."""
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW like 360x480, got {text!r}") from None
-    if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"size {text}: SegNet's 5 poolings need at least 32x32")
-    return h, w
+def arg_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` as an argparse type: the message of its ValueError shown as it is."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def parse_list(choices: Sequence[str] | None = None, kind=str):
@@ -65,6 +72,9 @@ def parse_list(choices: Sequence[str] | None = None, kind=str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from segnet_tf.config import parse_size
+
+    size = arg_type(parse_size)
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=__doc__.split("\n\n")[0],
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MODELS,
         help="comma-separated presets (default: segnet-lite,segnet)",
     )
-    parser.add_argument("--size", type=parse_size, default=(360, 480), help="HxW (default 360x480)")
+    parser.add_argument("--size", type=size, default=(360, 480), help="HxW (default 360x480)")
     parser.add_argument(
         "--sections",
         type=parse_list(SECTIONS),
@@ -99,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=int, default=10, help="timed rounds per inference table")
     parser.add_argument("--train-reps", type=int, default=4, help="timed rounds per training table")
     parser.add_argument("--train-batch", type=int, default=2, help="training batch size")
-    parser.add_argument("--train-size", type=parse_size, help="HxW for training (default: --size)")
+    parser.add_argument("--train-size", type=size, help="HxW for training (default: --size)")
     parser.add_argument(
         "--budget-s",
         type=float,
@@ -124,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo views for the edge loop (default: all)",
     )
     parser.add_argument(
-        "--edge-clip-size", type=parse_size, help="HxW of the edge loop's clip (default: --size)"
+        "--edge-clip-size", type=size, help="HxW of the edge loop's clip (default: --size)"
     )
     parser.add_argument(
         "--edge-cameras",
@@ -136,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scaling-models", type=parse_list(), default=("segnet-lite",))
     parser.add_argument(
         "--scaling-sizes",
-        type=parse_list(kind=parse_size),
+        type=parse_list(kind=size),
         default=((180, 240), (360, 480), (720, 960)),
         help="e.g. 180x240,360x480",
     )
@@ -152,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     from segnet_tf.models import list_models
+    from segnet_tf.models.registry import check_input_size
 
     known = list_models()
     for option in ("models", "edge_models", "scaling_models"):
@@ -163,6 +174,15 @@ def check_args(args: argparse.Namespace) -> None:
             )
     if args.gpu_model not in known:
         raise BenchmarkError(f"--gpu-model {args.gpu_model!r}: choose from {', '.join(known)}")
+    sizes = [("size", args.size, (*args.models, args.gpu_model))]
+    sizes += [("train-size", args.train_size, args.models)] if args.train_size else []
+    sizes += [("scaling-sizes", s, args.scaling_models) for s in args.scaling_sizes]
+    for option, size, models in sizes:
+        for model in models:
+            try:
+                check_input_size(model, size)
+            except ValueError as e:
+                raise BenchmarkError(f"--{option} {size[0]}x{size[1]}: {e}") from None
     positive = ("threads", "reps", "train_reps", "train_batch", "calib_images", "edge_frames")
     for option in (*positive, "serve_rounds"):
         if getattr(args, option) < 1:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from click.core import ParameterSource
 
 import segnet_tf
-from edge_demo.images import MAX_PIXELS
+from segnet_tf.config import SizeTooLarge, parse_size
 from segnet_tf.data import dataset_stats, open_dataset, pack_dataset, validate
 from segnet_tf.data.pipeline import AUGMENTATIONS, unwrap_dataset_error
 from segnet_tf.data.splits import DRIVE_PATTERN, write_drive_split
@@ -31,8 +31,6 @@ from segnet_tf.training import PRECISIONS, TrainConfig, train
 # Dataset and model file errors are ValueError / FileNotFoundError subclasses, so these cover
 # them too; OSError: a path the system refuses (see segnet_tf.errors).
 USER_ERRORS = (ValueError, OSError, ClusterError)
-# Every input size becomes a model and its activations: the same cap as for an image read.
-MAX_INPUT_PIXELS = MAX_PIXELS
 
 
 class SegnetGroup(click.Group):
@@ -73,23 +71,16 @@ def parse_counts(ctx: click.Context | None, param: click.Parameter | None, value
     raise click.BadParameter(f"{value!r}: expected sample counts >= 1, e.g. 8 or 1,2,4,8")
 
 
-def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
-    """``HxW`` (e.g. ``360x480``) -> ``(H, W)``."""
+def size_option(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
+    """``HxW`` (e.g. ``360x480``) -> ``(H, W)``: :func:`segnet_tf.config.parse_size`."""
     if value is None:
         return None
-    parts = value.lower().split("x")
-    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        height, width = int(parts[0]), int(parts[1])
-        if height * width > MAX_INPUT_PIXELS:  # one line, not click's usage block
-            raise click.ClickException(
-                f"{param.opts[0] if param else 'size'} {value}: {height * width / 1e6:g} "
-                f"megapixels, above the {MAX_INPUT_PIXELS / 1e6:g} megapixel limit (8K video is "
-                "33 megapixels)"
-            )
-        return height, width
-    raise click.BadParameter(
-        f"{value!r}: expected HEIGHTxWIDTH with positive integers, e.g. 360x480"
-    )
+    try:
+        return parse_size(value)
+    except SizeTooLarge as e:  # one line, not click's usage block
+        raise click.ClickException(f"{param.opts[0] if param else 'size'} {value}: {e}") from None
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -176,7 +167,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, unsafe_load: bool) -> No
 )
 @click.option(
     "--input-size",
-    callback=parse_size,
+    callback=size_option,
     metavar="HxW",
     help="The model's input size HxW (images are scaled to it); default 96x128 (synthetic) or "
     "360x480 (--data).",
@@ -184,7 +175,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, unsafe_load: bool) -> No
 @click.option(
     "--crop",
     "crop_size",
-    callback=parse_size,
+    callback=size_option,
     metavar="HxW",
     help="Train on random HxW crops at the --input-size scale (default: at most 240x320; "
     "pass the input size for whole images); validation and export use whole images.",
@@ -811,7 +802,7 @@ def split(root, out, by_drive, holdout, splits, pattern) -> None:
 )
 @click.option(
     "--input-size",
-    callback=parse_size,
+    callback=size_option,
     default="360x480",
     show_default=True,
     metavar="HxW",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import keras
 
 from segnet_tf.models.decoders import BASIC_DECODERS, VGG_DECODERS, get_decoder
-from segnet_tf.models.segnet import BASIC_STAGES, build_segnet
+from segnet_tf.models.segnet import BASIC_STAGES, VGG16_STAGES, build_segnet, check_input_shape
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,13 @@ def check_decoder(name: str, decoder: str) -> None:
         raise ValueError(
             f"model {name!r} has no decoder {decoder!r}; its decoders are: {', '.join(decoders)}"
         )
+
+
+def check_input_size(name: str, size: tuple[int, int]) -> None:
+    """Fail early, with a fix, on an ``HxW`` too small for preset ``name``'s poolings (4 for
+    SegNet-Basic, 5 for the VGG16 presets)."""
+    stages = PRESETS[name].kwargs.get("stages", VGG16_STAGES)
+    check_input_shape((*size, 3), len(stages), name)
 
 
 def build_model(

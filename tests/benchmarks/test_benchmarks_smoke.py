@@ -111,9 +111,19 @@ def test_script_smoke_run_writes_every_table(tmp_path):
 def test_bad_options_fail_with_a_message(capsys):
     assert bench.main(["--models", "segnet-huge", "--sections", "inference"]) == 2
     assert "unknown model(s) ['segnet-huge']" in capsys.readouterr().err
+    # the smallest size is the model's: 5 poolings need 32x32, SegNet-Basic's 4 only 16x16
+    assert bench.main(["--size", "16x16", "--sections", "inference"]) == 2
+    error = capsys.readouterr().err
+    assert "--size 16x16: segnet-lite: input height 16 is too small for 5 poolings" in error
+    assert "use at least 32" in error
+    bench.check_args(
+        bench.build_parser().parse_args(
+            ["--models", "segnet-basic", "--size", "16x16", "--gpu-model", "segnet-basic"]
+        )
+    )
     with pytest.raises(SystemExit):
-        bench.main(["--size", "16x16"])
-    assert "at least 32x32" in capsys.readouterr().err
+        bench.main(["--size", "16"])
+    assert "'16': expected HEIGHTxWIDTH with positive integers" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--sections", "inference,speed"])
 
