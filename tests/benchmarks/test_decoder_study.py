@@ -10,7 +10,6 @@ import cv2
 import pytest
 
 from benchmarks import decoder_study
-from segnet_tf.models.decoders import TABLE_1
 
 
 @pytest.mark.slow
@@ -28,7 +27,6 @@ def test_smoke_study_writes_table_and_picture_and_resumes(tmp_path):
     # 32x32: four stages pool 32 -> 16 -> 8 -> 4 -> 2 with 64 channels; FCN keeps 11 of them
     assert rows["indices"]["kept_bytes"] == sum(n * n * 64 * 2 // 8 for n in (16, 8, 4, 2))
     assert rows["fcn"]["kept_bytes"] == sum(n * n * 11 * 4 for n in (16, 8, 4))
-    assert result["paper"]["indices"]["miou"] == TABLE_1["indices"].miou == 47.7
     assert len(result["paper"]) == 8
 
     table = (out / "decoder-study.md").read_text()

@@ -113,12 +113,34 @@ def test_side_view_doubles_the_width(edge_models, clip, clip_frames, tmp_path):
     np.testing.assert_array_equal(images[0][84:, 80:160], decoded[84:, 80:])
 
 
-def test_ignore_class_and_smoothing_run(edge_models, clip, tmp_path):
-    summary = run_demo(
-        "--model", edge_models["int8"], "--source", clip, "--headless", "--smooth", 4,
-        "--ignore-class", "road", "--ignore-class", "0", "--max-frames", 4,
-    )  # fmt: skip
-    assert summary["frames"] == 4
+def test_ignore_class_blanks_its_pixels_and_smoothing_lags_the_scene(edge_models, clip, tmp_path):
+    labels = json.loads((edge_models["int8"].parent / "labels.json").read_text())
+    lut = colour_lut(labels["colours"])
+    assert len({tuple(c) for c in lut}) == len(lut)  # a colour names one class
+
+    def masks(name, *options):
+        out = tmp_path / name
+        summary = run_demo(
+            "--model", edge_models["int8"], "--source", clip, "--headless", "--output", out,
+            "--image-format", "png", "--view", "mask", "--legend", "none", "--max-frames", 6,
+            *options,
+        )  # fmt: skip
+        assert summary["frames"] == 6
+        return [cv2.imread(str(p))[80:] for p in sorted(out.iterdir())]  # below the HUD
+
+    plain = masks("plain")
+    blanked = masks("ignored", "--ignore-class", "road", "--ignore-class", "0")
+    smoothed = masks("smoothed", "--smooth", 4)
+    ignored = [labels["class_names"].index("Road"), 0]
+    for frame, blank in zip(plain, blanked, strict=True):
+        classes = np.argmax((frame[:, :, None, :] == lut[None, None]).all(-1), -1)
+        hit = np.isin(classes, ignored)
+        assert hit.any()  # the scene has road and sky pixels (the test could fail)
+        assert (blank[hit] == 0).all()  # ignored classes drawn black in the mask view
+        np.testing.assert_array_equal(blank[~hit], frame[~hit])  # every other pixel as it was
+    # the average starts at the first frame's scores, then lags behind the moving shapes
+    np.testing.assert_array_equal(smoothed[0], plain[0])
+    assert any((s != p).any() for s, p in zip(smoothed[1:], plain[1:], strict=True))
 
 
 class InterruptAfter:

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras.src.trainers.trainer import model_supports_jit
 
 import segnet_tf  # noqa: F401  (registers the layers)
 from segnet_tf.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
@@ -93,10 +94,19 @@ def test_gradients_flow_to_the_argmax_positions_only():
     np.testing.assert_allclose(grad, np.where(is_max, w.numpy(), 0.0), rtol=1e-6)
 
 
-def test_layers_opt_out_of_xla():
+def test_layers_opt_out_of_xla(tmp_path):
+    """MaxPoolWithArgmax has no XLA kernel: Keras 3 jit-compiles ``fit``'s step on an accelerator
+    unless a layer declares ``supports_jit = False``. A CPU-only machine never jit-compiles, so the
+    declaration itself is what is tested, on a built and on a reloaded model."""
     model = segnet_tf.build_model("segnet-basic", (32, 32, 3), 3)
-    model.compile("adam", "mse")
-    assert model.jit_compile is False
+    model.save(tmp_path / "m.keras")
+    expected = {f"block{s}_pool" for s in range(1, 5)} | {f"decoder{s}_unpool" for s in range(1, 5)}
+    for network in (model, keras.models.load_model(tmp_path / "m.keras")):
+        assert {layer.name for layer in network.layers if not layer.supports_jit} == expected
+        assert model_supports_jit(network) is False  # the rule compile(jit_compile="auto") applies
+    inputs = keras.Input((32, 32, 3))
+    plain = keras.Model(inputs, keras.layers.MaxPooling2D()(inputs))
+    assert model_supports_jit(plain) is True  # without those layers Keras would jit-compile
 
 
 def test_saved_model_reloads_without_custom_objects(tmp_path):
