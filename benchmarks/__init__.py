@@ -1,1 +1,2 @@
-"""Benchmarks of segnet-tf (``python benchmarks/run.py --help``), results in ``results/``."""
+"""Benchmarks of segnet-tf, run from the repository root as modules (``python -m benchmarks.run
+--help``, ``python -m benchmarks.decoder_study --help``); results in ``results/``."""
