@@ -22,8 +22,8 @@ Examples:
       --calib-data ../camvid --calib-samples 300
   segnet-tf export --model runs/bayes/best.keras --out bayes --int8 --mc-samples 8
 \b
-Artifacts: saved_model/, {LABELS_FILE}, {REPORT_FILE} and
-""" + "\n".join(f"  {f.filename:<22} {f.description}" for f in FORMATS.values())
+Artifacts: saved_model/, {LABELS_FILE}, {REPORT_FILE} and (asked for by)
+""" + "\n".join(f"  {f.filename:<22} {f.description} ({f.flags})" for f in FORMATS.values())
 
 
 @click.command(

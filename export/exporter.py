@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,6 @@ import numpy as np
 
 from edge_demo.bundle import BUNDLE_SUFFIX, write_bundle
 from edge_demo.contract import MC_OUTPUT, MODEL_FILES, REPORT_FILE
-from segnet_tf.evaluation import evaluate_predictions
 from segnet_tf.export.calibration import (
     CalibrationError,
     calibration_images,
@@ -41,18 +41,26 @@ from segnet_tf.export.montecarlo import (
     mask_values,
     masked_activation_peaks,
     masked_network,
-    reference_model,
     sample_mean_model,
 )
 from segnet_tf.export.onnx import LAYOUTS, OnnxExportError
+from segnet_tf.export.parity import check_parity
 from segnet_tf.export.savedmodel import save_serving_model
 from segnet_tf.export.staging import staging_folder, swap_in
-from segnet_tf.export.tflite import TFLiteModel, convert, inspect_model
+from segnet_tf.export.tflite import convert, inspect_model
 from segnet_tf.layers import FLOAT_STEP_GAIN, STEP_GAIN
 from segnet_tf.models import load_model
 from segnet_tf.models.blocks import encoder_stages, pool_name
-from segnet_tf.progress import progress
 from segnet_tf.runs import model_classes, read_run_config
+
+# What each flag of the format table stands for in the options (see Format.asked_by).
+FLAGS: dict[str, Callable[[ExportOptions], bool]] = {
+    "--fp16": lambda o: o.fp16,
+    "--int8": lambda o: bool(o.int8),
+    "--target edgetpu": lambda o: o.target == "edgetpu",
+    "--mc-samples N": lambda o: o.mc_samples > 0,
+    "--onnx": lambda o: o.onnx,
+}
 
 
 @dataclass(frozen=True)
@@ -62,11 +70,22 @@ class Format:
     precision: str  # float32 | float16 | int8
     lowering: str  # see segnet_tf.layers.LOWERINGS
     description: str
-    gain: float = STEP_GAIN  # of the step comparison (see segnet_tf.export.lowering)
+    # the flags that ask for the file: any one of these sets, every flag of the set (() always)
+    asked_by: tuple[tuple[str, ...], ...] = ((),)
+    gain: float = STEP_GAIN  # of the step comparison (see segnet_tf.layers)
     monte_carlo: bool = False  # N fixed dropout masks, mean probabilities (export/montecarlo.py)
     runtime: str = "tflite"  # tflite | onnx: which converter builds it and what checks parity
 
+    def asked(self, options: ExportOptions) -> bool:
+        return any(all(FLAGS[flag](options) for flag in flags) for flags in self.asked_by)
 
+    @property
+    def flags(self) -> str:
+        """Who asks for it, as the help says: ``always``, ``--fp16``, ``--int8 | --target ...``."""
+        return " | ".join(" ".join(flags) for flags in self.asked_by) or "always"
+
+
+QUANTIZED = (("--int8",), ("--target edgetpu",))  # an int8 model: asked, or the target needs it
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
@@ -76,19 +95,40 @@ FORMATS: dict[str, Format] = {
             "float32",
             "step-conv",
             "float32, builtin ops",
-            FLOAT_STEP_GAIN,
+            gain=FLOAT_STEP_GAIN,
         ),
-        Format("fp16", MODEL_FILES["fp16"], "float16", "exact", "float16 weights (GPU delegate)"),
-        Format("int8", MODEL_FILES["int8"], "int8", "step", "full int8 (ARM CPU, XNNPACK, NNAPI)"),
         Format(
-            "edgetpu", MODEL_FILES["edgetpu"], "int8", "edgetpu", "full int8, Edge TPU ops only"
+            "fp16",
+            MODEL_FILES["fp16"],
+            "float16",
+            "exact",
+            "float16 weights (GPU delegate)",
+            (("--fp16",),),
         ),
+        Format(
+            "int8",
+            MODEL_FILES["int8"],
+            "int8",
+            "step",
+            "full int8 (ARM CPU, XNNPACK, NNAPI)",
+            QUANTIZED,
+        ),
+        Format(
+            "edgetpu",
+            MODEL_FILES["edgetpu"],
+            "int8",
+            "edgetpu",
+            "full int8, Edge TPU ops only",
+            (("--target edgetpu",),),
+        ),
+        # on the CPU only: TILE and the N-sample batch are not Edge TPU work
         Format(
             "mc",
             MODEL_FILES["mc"],
             "float32",
             "step-conv",
-            "Monte Carlo dropout, N fixed masks: mean probabilities (--mc-samples N)",
+            "Monte Carlo dropout, N fixed masks: mean probabilities",
+            (("--mc-samples N",),),
             FLOAT_STEP_GAIN,
             monte_carlo=True,
         ),
@@ -97,7 +137,8 @@ FORMATS: dict[str, Format] = {
             MODEL_FILES["mc-int8"],
             "int8",
             "step",
-            "the same, full int8 (--mc-samples N with --int8)",
+            "the same, full int8",
+            tuple(("--mc-samples N", *flags) for flags in QUANTIZED),
             monte_carlo=True,
         ),
         # exact: Equal/Where hold in TensorRT's FP16 mode, where the 2^126 step gain overflows
@@ -107,6 +148,7 @@ FORMATS: dict[str, Format] = {
             "float32",
             "exact",
             "float32 ONNX (TensorRT, ONNX Runtime: Jetson GPU)",
+            (("--onnx",),),
             runtime="onnx",
         ),
     )
@@ -156,19 +198,10 @@ class ExportOptions:
             raise ExportError(
                 f"--mc-samples must be 0 (none) or >= 2 dropout masks, got {self.mc_samples}"
             )
-        names = ["tflite"]
-        if self.fp16:
-            names.append("fp16")
-        if self.int8 or self.target == "edgetpu":
-            names.append("int8")
-        if self.target == "edgetpu":
-            names.append("edgetpu")
-        if self.mc_samples:  # on the CPU: TILE and the N-sample batch are not Edge TPU work
-            names += ["mc", "mc-int8"] if "int8" in names else ["mc"]
-        if self.onnx:
+        formats = [f for f in FORMATS.values() if f.asked(self)]
+        if any(f.runtime == "onnx" for f in formats):
             _require_onnx()
-            names.append("onnx")
-        return [FORMATS[n] for n in names]
+        return formats
 
 
 def _require_onnx() -> None:
@@ -218,7 +251,18 @@ def export_model(options: ExportOptions, log=print) -> dict:
         write_labels(staging, config, model.name, input_size, monte_carlo)
         if options.layout == "jetson-inference":
             write_jetson_labels(staging, config)
-        report["parity"] = _parity(model, staging, report, dataset, input_size, options, log, masks)
+        report["parity"] = check_parity(
+            model,
+            staging,
+            {n: (a, FORMATS[n]) for n, a in report["artifacts"].items() if n in FORMATS},
+            dataset,
+            input_size,
+            samples=options.parity_samples,
+            threads=options.threads or os.cpu_count(),
+            layout=options.layout,
+            masks=masks,
+            log=log,
+        )
         report.update(
             model=model.name,
             # relative to the export folder: no machine's paths in a shipped report
@@ -428,115 +472,6 @@ def _check(fmt: Format, info) -> None:
             raise ExportError(f"{fmt.filename}: float tensors {floats} left in an int8 model")
     if fmt.lowering == "edgetpu":
         check_edgetpu(info)
-
-
-def _parity_images(dataset, input_size, count: int, seed: int):
-    from segnet_tf.data import make_dataset
-
-    split = next((s for s in ("val", "test", "train") if s in dataset.splits), None)
-    samples = list(dataset.split(split))[:count]
-    stream = make_dataset(
-        samples, dataset.config, input_size=input_size, batch_size=1, training=False, cache=False
-    )
-    images, labels = zip(*[(x.numpy()[0], y.numpy()[0]) for x, y in stream], strict=True)
-    return split, np.stack(images), np.stack(labels)
-
-
-def _parity(
-    model, staging: Path, report: dict, dataset, input_size, options, log, masks=None
-) -> dict:
-    """Class-map agreement with Keras, mIoU of each model and latency per image on this machine.
-
-    A Monte Carlo model is compared with Keras sampling under the same masks; ``max_abs_diff``
-    is the largest difference of their mean probabilities.
-    """
-    split, images, labels = _parity_images(
-        dataset, input_size, options.parity_samples, options.seed
-    )
-    keras_maps = np.argmax(model.predict(images, batch_size=1, verbose=0), -1)
-    mc_probs = None
-    if masks is not None:  # Keras sampling under the same masks: the Monte Carlo models' reference
-        mc_probs = reference_model(model, masks).predict(images, batch_size=1, verbose=0)
-        mc_maps = mc_probs.argmax(-1)
-
-    def scores(maps) -> dict:
-        found = evaluate_predictions(labels, maps, dataset.config)
-        found.pop("confusion_matrix")
-        return found
-
-    keras_scores = scores(keras_maps)
-    result = {
-        "images": len(images),
-        "split": split,
-        "keras_miou": keras_scores["miou"],
-        "keras": keras_scores,
-        "models": {},
-    }
-    if mc_probs is not None:
-        result["keras_mc_miou"] = scores(mc_maps)["miou"]
-    threads = options.threads or os.cpu_count()
-    for name, artifact in report["artifacts"].items():
-        if name == "saved_model":
-            continue
-        runner = _runner(name, (staging / artifact["file"]).read_bytes(), threads, options.layout)
-        runner(images[0])  # warm-up: first invoke allocates and packs weights
-        outs = [runner.timed(image) for image in progress(images, f"parity {artifact['file']}")]
-        maps = np.stack([np.argmax(o, -1) for o, _ in outs])
-        found = scores(maps)
-        m = found["miou"]
-        monte_carlo = FORMATS[name].monte_carlo
-        reference = "keras_mc" if monte_carlo else "keras"
-        entry = {
-            "reference": reference,
-            "pixel_agreement": float(np.mean(maps == (mc_maps if monte_carlo else keras_maps))),
-            "miou": m,
-            "miou_delta_points": 100 * (m - result[f"{reference}_miou"]),
-            "latency_ms_median": 1000 * float(np.median([t for _, t in outs])),
-            "threads": threads,
-            "scores": found,
-        }
-        if monte_carlo:
-            entry["max_abs_diff"] = float(np.abs(np.stack([o for o, _ in outs]) - mc_probs).max())
-        if FORMATS[name].runtime == "onnx":
-            entry.update(
-                _float16_parity(staging / artifact["file"], images, maps, threads, options.layout)
-            )
-        artifact["parity"] = entry
-        result["models"][name] = entry
-        log(
-            f"parity {artifact['file']}: {100 * entry['pixel_agreement']:.2f}% pixels agree, "
-            f"mIoU {100 * m:.2f} ({reference} {100 * result[f'{reference}_miou']:.2f})"
-        )
-    return result
-
-
-def _runner(name: str, content: bytes, threads: int, layout: str = "nhwc"):
-    """What runs an artifact on this machine: LiteRT, or ONNX Runtime on the CPU."""
-    if FORMATS[name].runtime == "onnx":
-        from segnet_tf.export.onnx import OnnxModel
-
-        return OnnxModel(content, num_threads=threads, layout=layout)
-    return TFLiteModel(content, num_threads=threads)
-
-
-def _float16_parity(
-    path: Path, images: np.ndarray, float_maps: np.ndarray, threads: int, layout: str = "nhwc"
-) -> dict:
-    """Class maps of the graph computed in float16 (as TensorRT --fp16 stores tensors) against
-    the float32 ones: no TensorRT here, so this is the evidence that the model survives FP16."""
-    import onnx
-
-    from segnet_tf.export.onnx import OnnxModel, float16_copy, runtime_name
-
-    half = OnnxModel(
-        float16_copy(onnx.load(path)).SerializeToString(), num_threads=threads, layout=layout
-    )
-    outs = np.stack([half(image) for image in images])
-    return {
-        "runtime": runtime_name(),
-        "float16_pixel_agreement": float(np.mean(np.argmax(outs, -1) == float_maps)),
-        "float16_finite": bool(np.isfinite(outs).all()),
-    }
 
 
 def format_report(report: dict) -> str:

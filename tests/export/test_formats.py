@@ -51,6 +51,29 @@ def test_combinations_that_make_no_sense_are_rejected(flags, message):
         files(**flags)
 
 
+# the options that each flag of the table stands for
+FLAG_OPTIONS = {
+    "--fp16": {"fp16": True},
+    "--int8": {"int8": True},
+    "--target edgetpu": {"target": "edgetpu"},
+    "--mc-samples N": {"mc_samples": 8},
+    "--onnx": {"onnx": True},
+}
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_the_table_says_which_flags_ask_for_each_file(name):
+    fmt = FORMATS[name]
+    for flags in fmt.asked_by:
+        options = {k: v for flag in flags for k, v in FLAG_OPTIONS[flag].items()}
+        assert fmt.filename in files(**options), flags
+        for flag in flags:  # every flag of the set is needed
+            fewer = {k: v for f in flags if f != flag for k, v in FLAG_OPTIONS[f].items()}
+            assert fmt.filename not in files(**fewer), (flags, flag)
+    assert FORMATS["tflite"].flags == "always"
+    assert FORMATS["mc-int8"].flags == "--mc-samples N --int8 | --mc-samples N --target edgetpu"
+
+
 def test_every_format_names_a_precision_and_a_lowering_that_exist():
     assert len({f.filename for f in FORMATS.values()}) == len(FORMATS)
     for fmt in FORMATS.values():
@@ -66,3 +89,6 @@ def test_cli_flags_reach_the_options(monkeypatch, tmp_path):
     assert [f.filename for f in seen[0].formats()] == files(fp16=True, target="edgetpu")
     help_text = CliRunner().invoke(cli.export_command, ["--help"]).output
     assert all(f.filename in help_text for f in FORMATS.values())
+    assert (
+        "model_int8.tflite      full int8 (ARM CPU, XNNPACK, NNAPI) (--int8 | --target" in help_text
+    )
