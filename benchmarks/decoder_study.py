@@ -47,6 +47,7 @@ from segnet_tf.models import build_model
 from segnet_tf.models.costs import forward_ms, forward_peak_mb
 from segnet_tf.models.decoders import BASIC_DECODERS, DECODERS, TABLE_1, kept_bytes
 from segnet_tf.progress import progress, quiet
+from segnet_tf.runs import RunFolder
 from segnet_tf.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,7 +150,7 @@ def run_variant(
     config = train_config(args, decoder)
     run_dir = Path(config.out)
     cache = run_dir / "study.json"
-    resume = args.resume and (run_dir / "config.json").is_file()
+    resume = args.resume and RunFolder(run_dir).config.is_file()
     done = json.loads(cache.read_text()) if resume and cache.is_file() else {}
     start = time.perf_counter()
     log(f"{decoder}: {'resuming' if resume else 'training'} {run_dir}")

@@ -51,7 +51,7 @@ from segnet_tf.export.tflite import convert, inspect_model
 from segnet_tf.layers import FLOAT_STEP_GAIN, STEP_GAIN
 from segnet_tf.models import load_model
 from segnet_tf.models.blocks import encoder_stages, pool_name
-from segnet_tf.runs import model_classes, read_run_config
+from segnet_tf.runs import RunFolder, model_classes
 
 # What each flag of the format table stands for in the options (see Format.asked_by).
 FLAGS: dict[str, Callable[[ExportOptions], bool]] = {
@@ -339,7 +339,7 @@ def _data_dir(options: ExportOptions) -> Path | None:
     """Images for calibration and parity: --calib-data, else the data the run was trained on."""
     if options.calib_data is not None:
         return None if Path(options.calib_data).suffix == ".npy" else Path(options.calib_data)
-    info = read_run_config(options.model)
+    info = RunFolder.of(options.model).info()
     data = info["train"].get("data") if info is not None else None
     return Path(data) if data and Path(data).is_dir() else None
 

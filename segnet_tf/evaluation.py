@@ -43,7 +43,7 @@ from segnet_tf.prediction import (
     segment,
 )
 from segnet_tf.progress import progress
-from segnet_tf.runs import model_classes, open_run_dataset, read_run_config
+from segnet_tf.runs import RunFolder, model_classes, open_run_dataset
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Float32 RGB batch ``[N, H, W, 3]`` in 0..255 -> class ids ``[N, H, W]``."""
@@ -64,7 +64,7 @@ def evaluate(
     and with ``out`` their pictures (:func:`write_figures`).
 
     ``data`` is a dataset folder or :class:`Dataset`; None takes the data the model's run was
-    trained on (from the run's ``config.json``, synthetic scenes included). ``input_size`` defaults
+    trained on (from its run folder's options, synthetic scenes included). ``input_size`` defaults
     to the model's own. ``full_resolution`` scores against the labels at their own size, each
     image predicted as ``segnet-tf predict`` does (resized to the model, probabilities resized
     back): the number to compare with the paper's 360x480 for a model that runs smaller.
@@ -346,16 +346,16 @@ def _dataset(data: Dataset | str | Path | None, model_or_path) -> Dataset:
         return data
     if data is not None:
         return open_dataset(data)
-    info = None if isinstance(model_or_path, keras.Model) else read_run_config(model_or_path)
+    info = None if isinstance(model_or_path, keras.Model) else RunFolder.of(model_or_path).info()
     if info is None:
         raise ValueError(
-            "no --data given and the model is not in a run directory with config.json; "
+            f"no --data given and the model is not in a run directory with {RunFolder.CONFIG}; "
             "pass --data DIR"
         )
     trained_on = info["train"].get("data")
     if trained_on is not None and not Path(trained_on).is_dir():
         raise FileNotFoundError(
             "no --data given, and the dataset this model was trained on is not here (looked "
-            f"for {os.path.relpath(trained_on)}, where its config.json points): pass --data DIR"
+            f"for {os.path.relpath(trained_on)}, where its {RunFolder.CONFIG} points): pass --data DIR"
         )
     return open_run_dataset(info["train"])

@@ -24,13 +24,85 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import keras
 
 from segnet_tf.data import CAMVID, Dataset, DatasetConfig, open_dataset, synthetic_dataset
 
 FRESH_STATE = {"epoch": 0, "best_miou": None, "best_epoch": None}
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run directory and where each of its files is: the one place that names them."""
+
+    path: Path
+
+    CONFIG: ClassVar[str] = "config.json"
+    BEST: ClassVar[str] = "best.keras"
+    LAST: ClassVar[str] = "last.keras"
+    HISTORY: ClassVar[str] = "history.csv"
+    STATE: ClassVar[str] = "state.json"
+    TENSORBOARD: ClassVar[str] = "tensorboard"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def of(cls, model_path: str | Path) -> RunFolder:
+        """The run folder that a model file (or a run folder itself) belongs to."""
+        path = Path(model_path)
+        return cls(path if path.is_dir() else path.parent)
+
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def best(self) -> Path:
+        return self.path / self.BEST
+
+    @property
+    def last(self) -> Path:
+        return self.path / self.LAST
+
+    @property
+    def history(self) -> Path:
+        return self.path / self.HISTORY
+
+    @property
+    def state(self) -> Path:
+        return self.path / self.STATE
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    def holds_run(self) -> bool:
+        """Whether an epoch of a run was started here (its checkpoint or state exists)."""
+        return self.last.exists() or self.state.exists()
+
+    def info(self) -> dict | None:
+        """Its ``config.json``: the training options (paths resolved against the folder), classes
+        and model of the run; None when there is none (a model file outside a run folder)."""
+        if not self.config.is_file():
+            return None
+        try:
+            info = json.loads(self.config.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{self.config}: not valid JSON: {e}") from e
+        if not isinstance(info, dict) or not {"train", "dataset"} <= info.keys():
+            return None
+        if isinstance(info["train"], dict):  # stored relative to the run: resolved here
+            info["train"] = _moved_paths(info["train"], lambda p: os.path.normpath(self.path / p))
+        return info
+
+
+# The model file of a folder: a run's best epoch, or the model of a shipped model folder.
+MODEL_FILES = (RunFolder.BEST, "model.keras")
 
 
 @contextmanager
@@ -64,7 +136,7 @@ def remove_stale_temp_files(run_dir: Path) -> None:
 
 
 def read_state(run_dir: Path) -> dict:
-    path = Path(run_dir) / "state.json"
+    path = RunFolder(run_dir).state
     if not path.is_file():
         return dict(FRESH_STATE)
     try:
@@ -77,37 +149,18 @@ def read_state(run_dir: Path) -> dict:
 
 
 def write_state(run_dir: Path, state: Mapping) -> None:
-    atomic_write_text(Path(run_dir) / "state.json", json.dumps(dict(state), indent=2))
+    atomic_write_text(RunFolder(run_dir).state, json.dumps(dict(state), indent=2))
 
 
 def write_run_config(run_dir: Path, info: Mapping) -> None:
-    """``config.json``, its paths relative to the run (no machine's folders in a shipped run)."""
+    """The run's config, its paths relative to the run (no machine's folders in a shipped run)."""
     info = dict(info)
     if isinstance(info.get("train"), Mapping):
         info["train"] = _moved_paths(info["train"], lambda p: os.path.relpath(p, run_dir))
-    atomic_write_text(Path(run_dir) / "config.json", json.dumps(info, indent=2))
+    atomic_write_text(RunFolder(run_dir).config, json.dumps(info, indent=2))
 
 
-def read_run_config(path: str | Path) -> dict | None:
-    """The ``config.json`` of the run that a model file or run directory belongs to, if any, its
-    relative paths resolved against the run's folder."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    config = folder / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        info = json.loads(config.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config}: not valid JSON: {e}") from e
-    if not isinstance(info, dict) or not {"train", "dataset"} <= info.keys():
-        return None
-    if isinstance(info["train"], dict):
-        info["train"] = _moved_paths(info["train"], lambda p: os.path.normpath(folder / p))
-    return info
-
-
-RUN_PATHS = ("out", "data", "init_weights")  # the training options that name files
+RUN_PATHS = ("out", "data", "init_weights", "teacher")  # the training options that name files
 
 
 def _moved_paths(train: Mapping, move) -> dict:
@@ -133,11 +186,12 @@ def model_classes(
     """The classes a model predicts: its run's ``config.json`` (beside the ``.keras`` file), else
     ``default`` when the count fits (CamVid's; evaluation assumes its dataset's). The one answer
     that predict, evaluate and export all use."""
-    info = None if model_path is None else read_run_config(model_path)
+    info = None if model_path is None else RunFolder.of(model_path).info()
     config = default if info is None else DatasetConfig.from_dict(info["dataset"])
     if config.num_classes != num_classes:
         model = "the model" if model_path is None else f"model {str(model_path)!r}"
-        where = "its config.json" if info is not None else f"{config.name!r} (no config.json)"
+        name = RunFolder.CONFIG
+        where = f"its {name}" if info is not None else f"{config.name!r} (no {name})"
         raise ValueError(
             f"{model} predicts {num_classes} classes but {where} names {config.num_classes}; "
             "use the model from its run folder, or data with its classes"

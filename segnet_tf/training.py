@@ -43,10 +43,10 @@ from segnet_tf.optimizers import LayerwiseAdamW
 from segnet_tf.run_logs import run_log_callbacks
 from segnet_tf.runs import (
     FRESH_STATE,
+    RunFolder,
     atomic_save_model,
     open_run_dataset,
     read_history,
-    read_run_config,
     read_state,
     remove_stale_temp_files,
     truncate_history,
@@ -299,7 +299,7 @@ def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
                 f"--resume: {run_dir} has no config.json, nothing to resume"
                 + (" (every worker must see the run directory)" if cluster_from_env() else "")
             )
-        stored = (read_run_config(run_dir) or {}).get("train")
+        stored = (RunFolder(run_dir).info() or {}).get("train")
         if stored is None:
             raise ValueError(f"--resume: {run_dir / 'config.json'} is not a run's config")
         # How to run is the invocation's (e.g. more machines now), what to run is the run's.

@@ -43,11 +43,11 @@ from pathlib import Path
 import keras
 
 import segnet_tf.layers  # noqa: F401  (registered: every segnet-tf model names them)
-import segnet_tf.losses  # noqa: F401  (registered: a resumed last.keras names the loss)
+import segnet_tf.losses  # noqa: F401  (registered: a resumed checkpoint names the loss)
+from segnet_tf.runs import MODEL_FILES
 
 LOGGER = logging.getLogger(__name__)
 
-MODEL_FILES = ("best.keras", "model.keras")  # in a run directory, in a shipped model folder
 OWN_PACKAGE = "segnet_tf"
 # Keras classes that run code or read files named in the config, whatever safe_mode says.
 REFUSED_CLASSES = {

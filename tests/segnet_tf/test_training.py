@@ -30,7 +30,7 @@ from segnet_tf.data import (
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import load_model
 from segnet_tf.prediction import predict_images
-from segnet_tf.runs import read_run_config
+from segnet_tf.runs import RunFolder
 from segnet_tf.training import (
     TrainConfig,
     atomic_save_model,
@@ -247,7 +247,7 @@ def test_init_weights_start_a_run_from_a_trained_model(tiny_run, tmp_path):
     # stored relative to the run (no machine's paths), read back where it is
     assert stored["init_weights"] == os.path.relpath(donor_dir, (tmp_path / "ft").resolve())
     assert stored["out"] == "."
-    assert read_run_config(tmp_path / "ft")["train"]["init_weights"] == str(donor_dir)
+    assert RunFolder(tmp_path / "ft").info()["train"]["init_weights"] == str(donor_dir)
     with pytest.raises(FileNotFoundError, match="--init-weights .*no such model"):
         train(replace(run, out=str(tmp_path / "x"), init_weights=str(tmp_path / "nope")))
 
@@ -324,7 +324,7 @@ def test_short_camvid_run_then_evaluate_and_predict(camvid, tmp_path):
     )
     result = train(config, verbose=0)
     assert result.history["loss"][-1] < result.history["loss"][0]
-    assert read_run_config(result.run_dir)["train"]["data"] == str(subset)
+    assert RunFolder(result.run_dir).info()["train"]["data"] == str(subset)
 
     scores = evaluate(result.best_path, subset, split="val")
     assert scores["num_images"] == 4 and scores["input_size"] == [96, 128]
