@@ -40,7 +40,7 @@ import numpy as np
 from benchmarks.report import fmt, table
 from benchmarks.run import arg_type
 from benchmarks.timing import environment
-from segnet_tf.config import parse_size
+from segnet_tf.config import TrainConfig, parse_size
 from segnet_tf.data import open_dataset
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import build_model
@@ -48,7 +48,7 @@ from segnet_tf.models.costs import forward_ms, forward_peak_mb
 from segnet_tf.models.decoders import BASIC_DECODERS, DECODERS, TABLE_1, kept_bytes
 from segnet_tf.progress import progress, quiet
 from segnet_tf.runs import RunFolder
-from segnet_tf.training import TrainConfig, train
+from segnet_tf.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = "segnet-basic"

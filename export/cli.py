@@ -10,17 +10,18 @@ from edge_demo.contract import CLASSES_FILE, COLOURS_FILE, LABELS_FILE, MODEL_FI
 from segnet_tf.errors import describe
 from segnet_tf.export.exporter import FORMATS, TARGETS, ExportOptions, export_model
 from segnet_tf.export.onnx import LAYOUTS
+from segnet_tf.runs import RunFolder
 
 EXAMPLE = f"""
 \b
 Examples:
-  segnet-tf export --model runs/camvid/best.keras --out exported --int8
-  segnet-tf export --model runs/camvid/best.keras --out jetson --int8 --onnx
-  segnet-tf export --model runs/camvid/best.keras --out jetson --onnx --layout jetson-inference
-  segnet-tf export --model runs/camvid/best.keras --out segnet-lite-camvid --int8 --bundle
-  segnet-tf export --model runs/camvid/best.keras --out coral --target edgetpu \\
+  segnet-tf export --model runs/camvid --out exported --int8
+  segnet-tf export --model runs/camvid --out jetson --int8 --onnx
+  segnet-tf export --model runs/camvid --out jetson --onnx --layout jetson-inference
+  segnet-tf export --model runs/camvid --out segnet-lite-camvid --int8 --bundle
+  segnet-tf export --model runs/camvid --out coral --target edgetpu \\
       --calib-data ../camvid --calib-samples 300
-  segnet-tf export --model runs/bayes/best.keras --out bayes --int8 --mc-samples 8
+  segnet-tf export --model runs/bayes --out bayes --int8 --mc-samples 8
 \b
 Artifacts: saved_model/, {LABELS_FILE}, {REPORT_FILE} and (asked for by)
 """ + "\n".join(f"  {f.filename:<22} {f.description} ({f.flags})" for f in FORMATS.values())
@@ -36,7 +37,7 @@ Artifacts: saved_model/, {LABELS_FILE}, {REPORT_FILE} and (asked for by)
     "model",
     required=True,
     type=click.Path(path_type=Path),
-    help="Trained .keras file (or a run folder holding best.keras).",
+    help=f"Trained .keras file (or a run folder: its {RunFolder.BEST}).",
 )
 @click.option(
     "--out",

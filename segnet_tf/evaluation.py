@@ -346,16 +346,17 @@ def _dataset(data: Dataset | str | Path | None, model_or_path) -> Dataset:
         return data
     if data is not None:
         return open_dataset(data)
-    info = None if isinstance(model_or_path, keras.Model) else RunFolder.of(model_or_path).info()
-    if info is None:
+    run = None if isinstance(model_or_path, keras.Model) else RunFolder.of(model_or_path)
+    config = None if run is None else run.train_config()
+    if config is None:
         raise ValueError(
             f"no --data given and the model is not in a run directory with {RunFolder.CONFIG}; "
             "pass --data DIR"
         )
-    trained_on = info["train"].get("data")
-    if trained_on is not None and not Path(trained_on).is_dir():
+    if config.data is not None and not Path(config.data).is_dir():
         raise FileNotFoundError(
             "no --data given, and the dataset this model was trained on is not here (looked "
-            f"for {os.path.relpath(trained_on)}, where its {RunFolder.CONFIG} points): pass --data DIR"
+            f"for {os.path.relpath(config.data)}, where its {RunFolder.CONFIG} points): "
+            "pass --data DIR"
         )
-    return open_run_dataset(info["train"])
+    return open_run_dataset(config)

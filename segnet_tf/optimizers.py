@@ -2,7 +2,7 @@
 than the decoder trained from scratch (the usual fine-tuning recipe; the paper's Caffe SegNet sets
 ``lr_mult`` per layer the same way).
 
-Registered so that a run's ``last.keras`` (model and optimizer state) reloads under safe loading.
+Registered so that a run's last checkpoint (model and optimizer state) reloads under safe loading.
 """
 
 from __future__ import annotations

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import keras
 
-from segnet_tf.runs import read_history
+from segnet_tf.runs import RunFolder, read_history
 
 LOGGER = logging.getLogger(__name__)
-RESULTS = "results.png"
-TENSORBOARD = "tensorboard"
 
 
 class ResultsPlot(keras.callbacks.Callback):
-    """Draws ``results.png`` from the run's ``history.csv`` at the end of training."""
+    """Draws the run's curves (:attr:`segnet_tf.runs.RunFolder.results`) from its history at the
+    end of training."""
 
     def __init__(self, run_dir: Path):
         super().__init__()
@@ -29,9 +28,10 @@ class ResultsPlot(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         from segnet_tf.plots import training_curves
 
-        history = read_history(self.run_dir / "history.csv")
+        folder = RunFolder(self.run_dir)
+        history = read_history(folder.history)
         if history.get("loss"):
-            training_curves(history, self.run_dir / RESULTS, title=self.run_dir.name)
+            training_curves(history, folder.results, title=folder.path.name)
 
 
 def run_log_callbacks(run_dir: Path) -> list[keras.callbacks.Callback]:
@@ -41,7 +41,7 @@ def run_log_callbacks(run_dir: Path) -> list[keras.callbacks.Callback]:
     if importlib.util.find_spec("tensorboard") is not None:
         found.append(
             keras.callbacks.TensorBoard(
-                str(run_dir / TENSORBOARD), write_graph=False, profile_batch=0
+                str(RunFolder(run_dir).tensorboard), write_graph=False, profile_batch=0
             )
         )
     if importlib.util.find_spec("matplotlib") is not None:

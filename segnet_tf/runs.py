@@ -7,7 +7,8 @@ A run directory holds everything needed to evaluate, export or continue a run:
 - ``best.keras``: the float32 inference model (no optimizer) of the best validation epoch, the
   one to evaluate and export;
 - ``state.json``: completed epochs and best score; ``history.csv``; ``tensorboard/`` and
-  ``results.png`` (:mod:`segnet_tf.run_logs`).
+  ``results.png`` (:mod:`segnet_tf.run_logs`);
+- ``teacher/``: a distilled run's cache of its teacher's logits (:mod:`segnet_tf.distillation`).
 
 Every file is written to a temporary name in the run directory and renamed over the old one
 (``os.replace`` is atomic), so a kill at any moment leaves the previous complete version. The
@@ -22,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from typing import ClassVar
 
 import keras
 
+from segnet_tf.config import TrainConfig, resolve_input_size
 from segnet_tf.data import CAMVID, Dataset, DatasetConfig, open_dataset, synthetic_dataset
 
 FRESH_STATE = {"epoch": 0, "best_miou": None, "best_epoch": None}
@@ -47,6 +50,8 @@ class RunFolder:
     HISTORY: ClassVar[str] = "history.csv"
     STATE: ClassVar[str] = "state.json"
     TENSORBOARD: ClassVar[str] = "tensorboard"
+    RESULTS: ClassVar[str] = "results.png"  # the run's curves (segnet_tf.run_logs)
+    TEACHER: ClassVar[str] = "teacher"  # a distilled run's cache of its teacher's logits
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -81,6 +86,14 @@ class RunFolder:
     def tensorboard(self) -> Path:
         return self.path / self.TENSORBOARD
 
+    @property
+    def results(self) -> Path:
+        return self.path / self.RESULTS
+
+    @property
+    def teacher(self) -> Path:
+        return self.path / self.TEACHER
+
     def holds_run(self) -> bool:
         """Whether an epoch of a run was started here (its checkpoint or state exists)."""
         return self.last.exists() or self.state.exists()
@@ -99,6 +112,37 @@ class RunFolder:
         if isinstance(info["train"], dict):  # stored relative to the run: resolved here
             info["train"] = _moved_paths(info["train"], lambda p: os.path.normpath(self.path / p))
         return info
+
+    def train_config(self) -> TrainConfig | None:
+        """The run's training options, typed, with this folder as ``out`` (it may have moved);
+        None without a run's config file (none, or another tool's)."""
+        info = self.info()
+        if info is None:
+            return None
+        train = info["train"]
+        if not isinstance(train, dict):
+            raise ValueError(f"{self.config}: 'train' is not a mapping of training options")
+        try:
+            return TrainConfig.from_dict({**train, "out": str(self.path)})
+        except TypeError as e:
+            raise ValueError(f"{self.config}: not the training options of a run: {e}") from None
+
+    def contents(self) -> set[str] | None:
+        """The names in the folder now (None if there is no folder): what :meth:`discard` keeps."""
+        return {p.name for p in self.path.iterdir()} if self.path.is_dir() else None
+
+    def discard(self, before: set[str] | None) -> None:
+        """Remove what a run that never finished an epoch wrote: the whole folder if it did not
+        exist ``before`` (:meth:`contents`), else the run's files that were not there then."""
+        if before is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for path in (self.config, self.best, self.last, self.history, self.state, self.results):
+            if path.name not in before:
+                path.unlink(missing_ok=True)
+        for path in (self.tensorboard, self.teacher):
+            if path.name not in before:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 # The model file of a folder: a run's best epoch, or the model of a shipped model folder.
@@ -167,17 +211,17 @@ def _moved_paths(train: Mapping, move) -> dict:
     return {k: move(v) if k in RUN_PATHS and isinstance(v, str) else v for k, v in train.items()}
 
 
-def open_run_dataset(train: Mapping) -> Dataset:
-    """The dataset a run trained on, from its stored training options (``config.json``'s
-    ``train``): its dataset folder, or the synthetic scenes it generated (same seed, same size)."""
-    if train.get("data") is None:
+def open_run_dataset(config: TrainConfig) -> Dataset:
+    """The dataset a run trains or trained on: its dataset folder, or the synthetic scenes it
+    generates (same seed, same size)."""
+    if config.data is None:
         return synthetic_dataset(
-            train=train["synthetic_train"],
-            val=train["synthetic_val"],
-            size=tuple(train["input_size"]),
-            seed=train["seed"],
+            train=config.synthetic_train,
+            val=config.synthetic_val,
+            size=resolve_input_size(config),
+            seed=config.seed,
         )
-    return open_dataset(train["data"])
+    return open_dataset(config.data)
 
 
 def model_classes(

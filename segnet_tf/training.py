@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 import segnet_tf
+from segnet_tf.config import STRATEGIES, TrainConfig, resolve
 from segnet_tf.data import Dataset, dataset_stats, make_dataset
-from segnet_tf.data.pipeline import resolve_augmentation
 from segnet_tf.distillation import teacher_logits
 from segnet_tf.distributed import (
     DEFAULT_JOIN_TIMEOUT,
@@ -38,7 +38,6 @@ from segnet_tf.losses import DistillationLoss, WeightedSparseCategoricalCrossent
 from segnet_tf.metrics import miou_metric
 from segnet_tf.models import build_model, load_model, transfer_weights
 from segnet_tf.models.encoder_weights import calibrate_batch_norm
-from segnet_tf.models.registry import check_decoder
 from segnet_tf.optimizers import LayerwiseAdamW
 from segnet_tf.run_logs import run_log_callbacks
 from segnet_tf.runs import (
@@ -56,92 +55,10 @@ from segnet_tf.runs import (
 
 LOGGER = logging.getLogger(__name__)
 
-SYNTHETIC_INPUT_SIZE = (96, 128)
-DATASET_INPUT_SIZE = (360, 480)  # the paper's CamVid resolution
-# Largest default training crop: two thirds of a 360x480 frame, 1.8x cheaper per image than the
-# whole frame at the same scale (the recipe screened across drives, models/segnet-lite-camvid).
-DEFAULT_MAX_CROP = (240, 320)
-STRATEGIES = ("auto", "mirrored", "multiworker", "none")
-# "auto": mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16 arithmetic (AMX,
-# AVX-512 BF16; 2.0-2.5x faster steps of the full segnet), float32 elsewhere.
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo names
 ENCODER_PREFIX = "block"  # the encoder's layers: block{stage}_conv{n}, _bn, _pool, _dropout
 CALIBRATION_BATCHES = 8  # training batches that measure a pretrained encoder's statistics
 MONITOR = "val_miou"
-TEACHER_DIR = "teacher"  # in the run folder: the teacher's cached logits
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Options of a training run (the ``segnet-tf train`` options).
-
-    ``data`` None trains on the built-in synthetic road scenes (``synthetic_train`` /
-    ``synthetic_val`` of them). ``input_size`` None means 96x128 for synthetic data and the paper's
-    360x480 otherwise; it is the size the model is validated and exported at, and ``crop_size``
-    the size of the random training crops taken at that scale (None: at most 240x320, whole
-    images when the input is smaller or augmentation is off). ``augment`` is
-    a name in :data:`segnet_tf.data.pipeline.AUGMENTATIONS`; ``dropout`` adds Bayesian SegNet's
-    dropout to the deepest stages. ``batch_size`` is global (split across replicas).
-    ``class_weights`` is ``median``, ``sqrt-median``, ``none`` or a file of weights.
-    ``encoder_weights`` is ``none``, ``hed``, ``imagenet`` or a VGG16 weights file
-    (:mod:`segnet_tf.models.encoder_weights`); ``encoder_lr_mult`` scales the encoder's learning
-    rate; the first ``freeze_encoder_epochs`` epochs train the decoder alone (no backward pass
-    through the encoder), then every layer trains with a fresh warmup + cosine schedule.
-    ``teacher`` (a trained model) distils it into this run: the loss adds ``distill_weight`` of
-    the pixel-wise KL divergence to its logits at ``distill_temperature``
-    (:mod:`segnet_tf.distillation`).
-    ``precision`` is one of :data:`PRECISIONS`, resolved once and stored. ``decoder`` is one of the
-    preset's decoders (:mod:`segnet_tf.models.decoders`). With ``resume`` every option comes from
-    the run's own ``config.json``.
-    """
-
-    out: str
-    data: str | None = None
-    model: str = "segnet-lite"
-    input_size: tuple[int, int] | None = None
-    epochs: int = 5
-    batch_size: int = 8
-    class_weights: str = "sqrt-median"
-    encoder_weights: str = "none"
-    encoder_lr_mult: float = 1.0
-    freeze_encoder_epochs: int = 0
-    init_weights: str | None = None
-    teacher: str | None = None
-    distill_weight: float = 0.5
-    distill_temperature: float = 2.0
-    strategy: str = "auto"
-    resume: bool = False
-    seed: int = 0
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    width: float | None = None
-    decoder: str = "indices"
-    augment: str = "default"
-    crop_size: tuple[int, int] | None = None
-    dropout: bool = False
-    precision: str = "auto"
-    synthetic_train: int = 320
-    synthetic_val: int = 64
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for key in ("input_size", "crop_size"):
-            d[key] = None if d[key] is None else list(d[key])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        d_old, d = d, {k: v for k, v in d.items() if k in known}
-        for key in ("input_size", "crop_size"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
-        if isinstance(d.get("augment"), bool):  # configs written before named augmentations
-            d["augment"] = "default" if d["augment"] else "none"
-        if "precision" not in d and d_old.get("mixed_precision") is not None:  # before bfloat16
-            d["precision"] = "mixed_float16" if d_old["mixed_precision"] else "float32"
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -154,11 +71,11 @@ class TrainResult:
 
     @property
     def best_path(self) -> Path:
-        return self.run_dir / "best.keras"
+        return RunFolder(self.run_dir).best
 
     @property
     def last_path(self) -> Path:
-        return self.run_dir / "last.keras"
+        return RunFolder(self.run_dir).last
 
 
 def train(
@@ -176,18 +93,15 @@ def train(
     bounds the wait for the other workers (see :mod:`segnet_tf.distributed`).
     """
     config, state = prepare_run_dir(config)
-    run_dir = Path(config.out)
+    folder = RunFolder(config.out)
     if state["epoch"] >= config.epochs:
-        LOGGER.info("%s: all %d epochs already done", run_dir, config.epochs)
-        return _result(run_dir, state)
+        LOGGER.info("%s: all %d epochs already done", folder.path, config.epochs)
+        return _result(folder.path, state)
     # multi-worker wants it before other TF work
     strategy = make_strategy(config.strategy, join_timeout)
     keras.utils.set_random_seed(config.seed)
 
-    dataset = open_training_data(config)
-    if not config.resume:  # runs stored before the default crop keep their whole images
-        config = replace(config, crop_size=resolve_crop_size(config))
-    config = replace(config, input_size=resolve_input_size(config))
+    dataset = open_run_dataset(config)
     train_samples, val_samples = train_val_samples(dataset, config.seed)
     weights = resolve_class_weights(config.class_weights, dataset)
     # Stored resolved: a resumed run must load its model under the policy it was saved with.
@@ -195,47 +109,55 @@ def train(
     LOGGER.info("precision: %s", config.precision)
     cluster = cluster_from_env() if isinstance(strategy, MultiWorkerStrategy) else None
     chief = cluster is None or cluster.is_chief
-    if chief and not config.resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_run_config(run_dir, run_info(config, dataset, weights, strategy))
-
-    soft = None
-    if config.teacher:
-        soft = teacher_logits(
-            config.teacher, train_samples, dataset.config, run_dir / TEACHER_DIR, config.input_size
-        )
-    ds_kw = {"input_size": config.input_size, "batch_size": config.batch_size, "seed": config.seed}
-    train_ds = _distributable(
-        make_dataset(
-            train_samples,
-            dataset.config,
-            training=True,
-            augment=config.augment,
-            crop_size=config.crop_size,
-            soft_targets=soft,
-            **ds_kw,
-        )
-    )
-    val_ds = _distributable(make_dataset(val_samples, dataset.config, training=False, **ds_kw))
-    steps = max(1, len(train_samples) // config.batch_size)
-
-    calibration = (images for images, _ in train_ds.take(CALIBRATION_BATCHES))
-    with strategy.scope():
-        model = _compiled_model(config, run_dir, state, dataset, weights, steps, calibration)
-    synchronize_batch_norm(model, strategy.num_replicas_in_sync)
-    inference_model = _float32_twin(config, dataset.config.num_classes)
-
+    # The run folder's config is written only once the model is built, so a refused option or
+    # file leaves no run behind; a run that fails before its first epoch ends (out of memory, a
+    # teacher that does not fit) is removed again, teacher cache included.
+    new = chief and not config.resume
+    before = folder.contents()
     # Every worker saves (saving reads distributed variables, a collective), others to scratch.
-    write_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="segnet-worker-"))
+    write_dir = folder if chief else RunFolder(tempfile.mkdtemp(prefix="segnet-worker-"))
     try:
+        soft = None
+        if config.teacher:
+            soft = teacher_logits(
+                config.teacher, train_samples, dataset.config, folder.teacher, config.input_size
+            )
+        ds_kw = {
+            "input_size": config.input_size,
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+        }
+        train_ds = _distributable(
+            make_dataset(
+                train_samples,
+                dataset.config,
+                training=True,
+                augment=config.augment,
+                crop_size=config.crop_size,
+                soft_targets=soft,
+                **ds_kw,
+            )
+        )
+        val_ds = _distributable(make_dataset(val_samples, dataset.config, training=False, **ds_kw))
+        steps = max(1, len(train_samples) // config.batch_size)
+
+        calibration = (images for images, _ in train_ds.take(CALIBRATION_BATCHES))
+        with strategy.scope():
+            model = _compiled_model(config, folder, state, dataset, weights, steps, calibration)
+        synchronize_batch_norm(model, strategy.num_replicas_in_sync)
+        inference_model = _float32_twin(config, dataset.config.num_classes)
+
+        if new:
+            folder.path.mkdir(parents=True, exist_ok=True)
+            write_run_config(folder.path, run_info(config, dataset, weights, strategy))
         if chief:
-            truncate_history(run_dir / "history.csv", state["epoch"])
+            truncate_history(folder.history, state["epoch"])
         own: list[keras.callbacks.Callback] = [
-            RunCheckpoint(write_dir, inference_model, state),
-            keras.callbacks.CSVLogger(str(write_dir / "history.csv"), append=True),
+            RunCheckpoint(write_dir.path, inference_model, state),
+            keras.callbacks.CSVLogger(str(write_dir.history), append=True),
         ]
         if chief:
-            own += run_log_callbacks(run_dir)
+            own += run_log_callbacks(folder.path)
         fit = dict(validation_data=val_ds, callbacks=[*own, *callbacks], verbose=verbose)
         frozen_until = min(config.freeze_encoder_epochs, config.epochs)
         if state["epoch"] < frozen_until:  # make_dataset shuffles
@@ -263,22 +185,40 @@ def train(
                 shuffle=False,
                 **fit,
             )
-        return replace(_result(write_dir, read_state(write_dir)), run_dir=run_dir)
+        return replace(_result(write_dir.path, read_state(write_dir.path)), run_dir=folder.path)
+    except Exception:
+        if new and not folder.state.exists():  # no epoch finished: nothing worth keeping
+            folder.discard(before)
+        raise
     finally:
         if not chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
+            shutil.rmtree(write_dir.path, ignore_errors=True)
+
+
+class OutOfMemoryError(ValueError):
+    """A training step needed more memory than the device has (one line, with what to change)."""
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no message"
 
 
 def _fit(model: keras.Model, strategy, cluster: Cluster | None, *args, **kwargs) -> None:
-    """``model.fit``; in a multi-worker run a lost worker becomes a :class:`ClusterError`, and
-    every worker returns only once all of them are done (the chief's files are written)."""
-    if cluster is None:
-        model.fit(*args, **kwargs)
-        return
+    """``model.fit``; running out of memory becomes an :class:`OutOfMemoryError`, in a
+    multi-worker run a lost worker a :class:`ClusterError`, and every worker returns only once
+    all of them are done (the chief's files are written)."""
     try:
         model.fit(*args, **kwargs)
-        barrier(strategy)
+        if cluster is not None:
+            barrier(strategy)
+    except tf.errors.ResourceExhaustedError as e:
+        raise OutOfMemoryError(
+            f"out of memory in a training step ({first_line(e.message)}): lower --batch-size or "
+            "--crop (or --input-size), or pick a smaller --model or --width"
+        ) from None
     except LOST_PEER_ERRORS as e:  # a dataset error stays what it is
+        if cluster is None:
+            raise
         raise ClusterError(describe_failure(e, cluster, "training")) from None
 
 
@@ -288,68 +228,34 @@ def _fit(model: keras.Model, strategy, cluster: Cluster | None, *args, **kwargs)
 def prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
     """Check ``config.out`` and return the config to run and the state to start from.
 
-    A new run refuses a directory that already holds one; ``resume`` takes the stored options and
-    starts after the last completed epoch (from scratch if none completed).
+    A new run refuses a directory that already holds one, and has its options checked and
+    resolved (:func:`segnet_tf.config.resolve`); ``resume`` takes the stored options and starts
+    after the last completed epoch (from scratch if none completed). Nothing is written.
     """
-    run_dir = Path(config.out)
+    folder = RunFolder(config.out)
     fresh = dict(FRESH_STATE)
     if config.resume:
-        if not (run_dir / "config.json").is_file():
+        stored = folder.train_config()
+        if stored is None and folder.config.is_file():
+            raise ValueError(f"--resume: {folder.config} holds no run's options, nothing to resume")
+        if stored is None:
             raise FileNotFoundError(
-                f"--resume: {run_dir} has no config.json, nothing to resume"
+                f"--resume: {folder.path} has no {RunFolder.CONFIG}, nothing to resume"
                 + (" (every worker must see the run directory)" if cluster_from_env() else "")
             )
-        stored = (RunFolder(run_dir).info() or {}).get("train")
-        if stored is None:
-            raise ValueError(f"--resume: {run_dir / 'config.json'} is not a run's config")
         # How to run is the invocation's (e.g. more machines now), what to run is the run's.
-        strategy = config.strategy if config.strategy != "auto" else stored.get("strategy", "auto")
-        config = replace(
-            TrainConfig.from_dict(stored), out=str(run_dir), resume=True, strategy=strategy
-        )
-        remove_stale_temp_files(run_dir)
-        if not (run_dir / "last.keras").is_file():
+        strategy = config.strategy if config.strategy != "auto" else stored.strategy
+        config = replace(stored, resume=True, strategy=strategy)
+        remove_stale_temp_files(folder.path)
+        if not folder.last.is_file():
             return replace(config, resume=False), fresh
-        return config, read_state(run_dir)
-    if (run_dir / "last.keras").exists() or (run_dir / "state.json").exists():
+        return config, read_state(folder.path)
+    if folder.holds_run():
         raise ValueError(
-            f"--out {run_dir} already holds a run (last.keras); pass --resume to continue it "
-            "or choose a new --out"
+            f"--out {folder.path} already holds a run ({RunFolder.LAST}); pass --resume to "
+            "continue it or choose a new --out"
         )
-    if config.strategy not in STRATEGIES:
-        raise ValueError(f"--strategy {config.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    check_decoder(config.model, config.decoder)
-    if resolve_augmentation(config.augment) is None and config.crop_size is not None:
-        raise ValueError("--crop takes random crops: it needs augmentation (not --augment none)")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ValueError(
-            f"--epochs and --batch-size must be >= 1, got {config.epochs}, {config.batch_size}"
-        )
-    if not 0 <= config.freeze_encoder_epochs <= config.epochs:
-        raise ValueError(
-            f"--freeze-encoder-epochs {config.freeze_encoder_epochs}: must be 0..--epochs "
-            f"({config.epochs})"
-        )
-    if not (np.isfinite(config.encoder_lr_mult) and config.encoder_lr_mult > 0):
-        raise ValueError(f"--encoder-lr-mult {config.encoder_lr_mult}: must be a number > 0")
-    if config.teacher is not None and not Path(config.teacher).exists():
-        raise FileNotFoundError(f"--teacher {config.teacher}: no such model file or run folder")
-    if config.teacher is not None and config.strategy == "multiworker":
-        raise ValueError("--teacher: distillation runs on one machine (not --strategy multiworker)")
-    if not 0 <= config.distill_weight <= 1:
-        raise ValueError(f"--distill-weight {config.distill_weight}: must be in 0..1")
-    if not (np.isfinite(config.distill_temperature) and config.distill_temperature > 0):
-        raise ValueError(f"--distill-temperature {config.distill_temperature}: must be > 0")
-    if config.precision not in PRECISIONS:
-        raise ValueError(f"--precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    init = config.init_weights
-    if init is not None and not Path(init).exists():
-        raise FileNotFoundError(f"--init-weights {init}: no such model file or run folder")
-    data = None if config.data is None else str(Path(config.data).resolve())
-    init = None if init is None else str(Path(init).resolve())
-    teacher = None if config.teacher is None else str(Path(config.teacher).resolve())
-    config = replace(config, data=data, init_weights=init, teacher=teacher)
-    return replace(config, out=str(run_dir.resolve())), fresh
+    return resolve(config), fresh
 
 
 def run_info(
@@ -358,7 +264,7 @@ def run_info(
     class_weights: Sequence[float],
     strategy: tf.distribute.Strategy,
 ) -> dict:
-    """What ``config.json`` records of a run."""
+    """What a run folder's config records of a run (:meth:`segnet_tf.runs.RunFolder.info`)."""
     return {
         "train": config.to_dict(),
         "dataset": dataset.config.to_dict(),
@@ -384,16 +290,17 @@ def _result(run_dir: Path, state: dict) -> TrainResult:
         epochs=state["epoch"],
         best_miou=state["best_miou"],
         best_epoch=state["best_epoch"],
-        history=read_history(run_dir / "history.csv"),
+        history=read_history(RunFolder(run_dir).history),
     )
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Per epoch: ``best.keras`` if val mIoU rose, then ``last.keras``, then ``state.json``."""
+    """Per epoch: the best model if val mIoU rose, then the last checkpoint, then the state (the
+    order that makes ``--resume`` safe: see :mod:`segnet_tf.runs`)."""
 
     def __init__(self, run_dir: Path, inference_model: keras.Model, state: dict):
         super().__init__()
-        self.run_dir = Path(run_dir)
+        self.folder = RunFolder(run_dir)
         self.inference_model = inference_model
         self.state = dict(state)
 
@@ -402,40 +309,17 @@ class RunCheckpoint(keras.callbacks.Callback):
         best = self.state["best_miou"]
         if score is not None and np.isfinite(score) and (best is None or score > best):
             self.inference_model.set_weights(self.model.get_weights())
-            atomic_save_model(self.inference_model, self.run_dir / "best.keras")
+            atomic_save_model(self.inference_model, self.folder.best)
             self._write_state(best_miou=float(score), best_epoch=epoch + 1)
-        atomic_save_model(self.model, self.run_dir / "last.keras")
+        atomic_save_model(self.model, self.folder.last)
         self._write_state(epoch=epoch + 1)
 
     def _write_state(self, **changes) -> None:
         self.state.update(changes)
-        write_state(self.run_dir, self.state)
+        write_state(self.folder.path, self.state)
 
 
 # --------------------------------------------------------------------------- data and weights
-
-
-def open_training_data(config: TrainConfig) -> Dataset:
-    """The run's dataset: the folder ``config.data`` or the synthetic scenes it was trained on."""
-    return open_run_dataset(replace(config, input_size=resolve_input_size(config)).to_dict())
-
-
-def resolve_input_size(config: TrainConfig) -> tuple[int, int]:
-    if config.input_size is not None:
-        return tuple(config.input_size)
-    return SYNTHETIC_INPUT_SIZE if config.data is None else DATASET_INPUT_SIZE
-
-
-def resolve_crop_size(config: TrainConfig) -> tuple[int, int] | None:
-    """The training crop: ``crop_size`` if given, else at most :data:`DEFAULT_MAX_CROP`; None
-    (whole images) when that is the whole input or there is no augmentation to crop with."""
-    if config.crop_size is not None:
-        return tuple(config.crop_size)
-    size = resolve_input_size(config)
-    crop = tuple(min(s, m) for s, m in zip(size, DEFAULT_MAX_CROP, strict=True))
-    if crop == size or resolve_augmentation(config.augment) is None:
-        return None
-    return crop
 
 
 def train_val_samples(dataset: Dataset, seed: int) -> tuple[list, list]:
@@ -568,7 +452,7 @@ def _model_overrides(config: TrainConfig) -> dict:
 
 def training_input_shape(config: TrainConfig) -> tuple[int | None, int | None, int]:
     """Crops train a model of free spatial size, so that it validates on whole frames; the saved
-    ``best.keras`` is its twin at the fixed ``input_size`` (what export needs)."""
+    best model is its twin at the fixed ``input_size`` (what export needs)."""
     crop = config.crop_size
     if crop is not None and tuple(crop) != tuple(config.input_size):
         return (None, None, 3)
@@ -577,14 +461,14 @@ def training_input_shape(config: TrainConfig) -> tuple[int | None, int | None, i
 
 def _compiled_model(
     config: TrainConfig,
-    run_dir: Path,
+    folder: RunFolder,
     state: dict,
     dataset: Dataset,
     class_weights: Sequence[float],
     steps_per_epoch: int,
     calibration: Iterable,
 ) -> keras.Model:
-    """A new compiled model, or the resumed ``last.keras`` with its optimizer state.
+    """A new compiled model, or the resumed last checkpoint with its optimizer state.
 
     Both happen under the run's dtype policy: compile wraps the optimizer for loss scaling only
     when the model is mixed float16, and a reloaded model takes the global policy, so loading
@@ -594,8 +478,8 @@ def _compiled_model(
     """
     with global_dtype_policy(config.precision):
         if state["epoch"] > 0:
-            LOGGER.info("resuming %s after epoch %d", run_dir, state["epoch"])
-            return load_model(run_dir / "last.keras", compile=True, unsafe=False)
+            LOGGER.info("resuming %s after epoch %d", folder.path, state["epoch"])
+            return load_model(folder.last, compile=True, unsafe=False)
         model = build_model(
             config.model,
             training_input_shape(config),
@@ -715,7 +599,7 @@ def make_optimizer(
 
 
 def _float32_twin(config: TrainConfig, num_classes: int) -> keras.Model:
-    """The same network in float32 and uncompiled, for ``best.keras``: what evaluation and export
+    """The same network in float32 and uncompiled, for the best model: what evaluation and export
     load, on any device, without the optimizer state or our loss class."""
     with global_dtype_policy("float32"):
         return build_model(

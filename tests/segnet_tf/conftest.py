@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from segnet_tf.training import TrainConfig, TrainResult, train
+from segnet_tf.config import TrainConfig
+from segnet_tf.training import TrainResult, train
 
 # 8 steps of 4 images per epoch: enough for the training loss to fall within 2 epochs.
 TINY_RUN = {

@@ -14,13 +14,14 @@ from click.testing import CliRunner
 
 import segnet_tf
 from segnet_tf.cli import cli
+from segnet_tf.config import TrainConfig
 from segnet_tf.layers import BilinearUpsampling
 from segnet_tf.models import PRESETS
 from segnet_tf.models.blocks import decoder_stages
 from segnet_tf.models.costs import forward_ms, forward_peak_mb
 from segnet_tf.models.decoders import TABLE_1, kept_bytes
 from segnet_tf.models.segnet import VGG16_STAGES, scale_stages
-from segnet_tf.training import TrainConfig, prepare_run_dir
+from segnet_tf.training import prepare_run_dir
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "segnet-lite-camvid" / "model.keras"
 # The decoders besides SegNet's own (every preset's indices model is tested in test_models.py);

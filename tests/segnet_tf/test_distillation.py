@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 import segnet_tf
+from segnet_tf.config import TrainConfig
 from segnet_tf.data import synthetic_dataset
 from segnet_tf.data.pipeline import make_dataset
 from segnet_tf.distillation import teacher_logits
 from segnet_tf.losses import DistillationLoss, WeightedSparseCategoricalCrossentropy
-from segnet_tf.training import TrainConfig, train
+from segnet_tf.training import train
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

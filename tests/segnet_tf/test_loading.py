@@ -18,10 +18,11 @@ from click.testing import CliRunner
 
 import segnet_tf
 from segnet_tf.cli import cli
+from segnet_tf.config import TrainConfig
 from segnet_tf.data import CAMVID, write_synthetic_dataset
 from segnet_tf.models import ModelFileError, load_model, unsafe_loading
 from segnet_tf.models.loading import unsafe_reason
-from segnet_tf.training import TrainConfig, train
+from segnet_tf.training import train
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (16, 16)

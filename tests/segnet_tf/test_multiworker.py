@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from segnet_tf.config import TrainConfig
 from segnet_tf.data import write_synthetic_dataset
 from segnet_tf.distributed import (
     Cluster,
@@ -27,7 +28,7 @@ from segnet_tf.distributed import (
     describe_failure,
     local_tf_configs,
 )
-from segnet_tf.training import TrainConfig, train
+from segnet_tf.training import train
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (16, 16)

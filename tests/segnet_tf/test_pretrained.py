@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import segnet_tf
+from segnet_tf.config import TrainConfig
 from segnet_tf.models import encoder_weights, load_model
 from segnet_tf.models.encoder_weights import (
     calibrate_batch_norm,
@@ -22,7 +23,7 @@ from segnet_tf.models.encoder_weights import (
     vgg16_conv_names,
 )
 from segnet_tf.optimizers import LayerwiseAdamW
-from segnet_tf.training import TrainConfig, cpu_has_bfloat16, resolve_precision, train
+from segnet_tf.training import cpu_has_bfloat16, resolve_precision, train
 
 SIZE = (32, 32, 3)
 

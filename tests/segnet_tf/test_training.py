@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
+from segnet_tf.config import TrainConfig, resolve_crop_size
 from segnet_tf.data import (
     CAMVID,
     Dataset,
@@ -32,13 +33,11 @@ from segnet_tf.models import load_model
 from segnet_tf.prediction import predict_images
 from segnet_tf.runs import RunFolder
 from segnet_tf.training import (
-    TrainConfig,
     atomic_save_model,
     global_dtype_policy,
     make_strategy,
     read_state,
     resolve_class_weights,
-    resolve_crop_size,
     train,
     train_val_samples,
 )
@@ -273,7 +272,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from segnet_tf.training import TrainConfig, train
+    from segnet_tf.config import TrainConfig
+    from segnet_tf.training import train
     config = TrainConfig(out=sys.argv[1], model="segnet-basic", width=0.25, input_size=(32, 48),
                          epochs=1, batch_size=4, synthetic_train=8, synthetic_val=4,
                          strategy="mirrored")
