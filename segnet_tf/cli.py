@@ -17,8 +17,10 @@ import segnet_tf
 from segnet_tf.config import (
     CHOICES,
     DEFAULTS,
+    LAUNCH_NUMBERS,
     SizeTooLarge,
     TrainConfig,
+    check_number,
     option_name,
     parse_size,
     resolve,
@@ -254,7 +256,7 @@ def train_option(field: str, help: str, **kwargs):
 )
 @click.option(
     "--join-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
     default=DEFAULT_JOIN_TIMEOUT,
     show_default=True,
     help="Multi-worker: seconds to wait for every worker of TF_CONFIG to come up.",
@@ -285,6 +287,7 @@ def train_command(ctx, workers: int, join_timeout: float, worker_config: str | N
           --out runs/distilled                           # segnet-lite taught by segnet
       segnet-tf train --workers 2 --out runs/mw          # two local worker processes
     """
+    check_number("join_timeout", join_timeout, LAUNCH_NUMBERS["join_timeout"])
     if worker_config is not None:
         config = TrainConfig.from_json(worker_config)
     else:

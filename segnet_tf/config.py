@@ -121,8 +121,7 @@ class TrainConfig:
         return cls.from_dict(json.loads(text))
 
 
-FIELDS = {f.name: f for f in fields(TrainConfig)}
-DEFAULTS = {name: f.default for name, f in FIELDS.items() if name != "out"}
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name != "out"}
 CHOICES: dict[str, tuple[str, ...]] = {
     "strategy": STRATEGIES,
     "precision": PRECISIONS,
@@ -182,6 +181,14 @@ NUMBERS: dict[str, Bounds] = {
     "distill_weight": Bounds(0, 1),
     "distill_temperature": Bounds(0, low_open=True),
 }
+# How a run is launched, not stored with it (``segnet-tf train --join-timeout``).
+LAUNCH_NUMBERS: dict[str, Bounds] = {"join_timeout": Bounds(0, low_open=True)}
+
+
+def check_number(name: str, value, bounds: Bounds) -> None:
+    """One line naming the option when ``value`` (None: not given) is outside ``bounds``."""
+    if value is not None and not bounds.holds(value):
+        raise ValueError(f"{option_name(name)} {value}: must be {bounds.describe()}")
 
 
 class SizeTooLarge(ValueError):
@@ -211,9 +218,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     if isinstance(config.augment, bool):  # the on/off flag before named augmentations
         config = replace(config, augment="default" if config.augment else "none")
     for name, bounds in NUMBERS.items():
-        value = getattr(config, name)
-        if value is not None and not bounds.holds(value):
-            raise ValueError(f"{option_name(name)} {value}: must be {bounds.describe()}")
+        check_number(name, getattr(config, name), bounds)
     for name, choices in CHOICES.items():
         if getattr(config, name) not in choices:
             raise ValueError(

@@ -51,6 +51,9 @@ def assert_refused(result, out: Path, *expected: str) -> None:
         ("--encoder-lr-mult", "nan", "--encoder-lr-mult nan: must be a finite number > 0"),
         ("--freeze-encoder-epochs", "9", "--freeze-encoder-epochs 9: must be 0..--epochs (5)"),
         ("--input-size", "8x8", "--input-size 8x8: segnet-lite: input height 8 is too small"),
+        ("--distill-weight", "1.5", "--distill-weight 1.5: must be a finite number in [0, 1]"),
+        ("--distill-temperature", "inf", "--distill-temperature inf: must be a finite number > 0"),
+        ("--join-timeout", "nan", "--join-timeout nan: must be a finite number > 0"),
     ],
 )
 def test_a_bad_number_is_refused_before_anything_is_written(option, value, message, tmp_path):
