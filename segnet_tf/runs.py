@@ -95,7 +95,7 @@ class RunFolder:
         return self.path / self.TEACHER
 
     def holds_run(self) -> bool:
-        """Whether an epoch of a run was started here (its checkpoint or state exists)."""
+        """Whether a run finished an epoch here (its last checkpoint or its state exists)."""
         return self.last.exists() or self.state.exists()
 
     def info(self) -> dict | None:
