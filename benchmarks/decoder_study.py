@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import fmt, table
-from benchmarks.run import arg_type
+from benchmarks.run import size_arg
 from benchmarks.timing import environment
-from segnet_tf.config import TrainConfig, parse_size
+from segnet_tf.config import TrainConfig
 from segnet_tf.data import open_dataset
 from segnet_tf.evaluation import evaluate
 from segnet_tf.models import build_model
@@ -84,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "camvid")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "decoder-study")
     parser.add_argument("--decoders", type=parse_decoders, default=None)
-    parser.add_argument(
-        "--input-size", type=arg_type(parse_size), default=None, help="default 120x160"
-    )
+    parser.add_argument("--input-size", type=size_arg, default=None, help="default 120x160")
     parser.add_argument("--epochs", type=int, default=None, help="default 20")
     parser.add_argument("--batch-size", type=int, default=None, help="default 8")
     parser.add_argument("--lr", type=float, default=1e-3)

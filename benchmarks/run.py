@@ -28,9 +28,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,24 +37,19 @@ SECTIONS = ("inference", "training", "edge", "serve", "scaling", "profile", "gpu
 DEFAULT_MODELS = ("segnet-lite", "segnet")
 
 
-T = TypeVar("T")
-
-
 class BenchmarkError(ValueError):
     """A bad option value."""
 
 
-def arg_type(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """``parse`` as an argparse type: the message of its ValueError shown as it is."""
+def size_arg(text: str) -> tuple[int, int]:
+    """An ``HxW`` option, read by :func:`segnet_tf.config.parse_size` (imported only when a size
+    is given, so ``--help`` starts no TensorFlow)."""
+    from segnet_tf.config import parse_size
 
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_list(choices: Sequence[str] | None = None, kind=str):
@@ -72,9 +66,6 @@ def parse_list(choices: Sequence[str] | None = None, kind=str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from segnet_tf.config import parse_size
-
-    size = arg_type(parse_size)
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=__doc__.split("\n\n")[0],
@@ -87,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MODELS,
         help="comma-separated presets (default: segnet-lite,segnet)",
     )
-    parser.add_argument("--size", type=size, default=(360, 480), help="HxW (default 360x480)")
+    parser.add_argument("--size", type=size_arg, default=(360, 480), help="HxW (default 360x480)")
     parser.add_argument(
         "--sections",
         type=parse_list(SECTIONS),
@@ -109,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=int, default=10, help="timed rounds per inference table")
     parser.add_argument("--train-reps", type=int, default=4, help="timed rounds per training table")
     parser.add_argument("--train-batch", type=int, default=2, help="training batch size")
-    parser.add_argument("--train-size", type=size, help="HxW for training (default: --size)")
+    parser.add_argument("--train-size", type=size_arg, help="HxW for training (default: --size)")
     parser.add_argument(
         "--budget-s",
         type=float,
@@ -134,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo views for the edge loop (default: all)",
     )
     parser.add_argument(
-        "--edge-clip-size", type=size, help="HxW of the edge loop's clip (default: --size)"
+        "--edge-clip-size", type=size_arg, help="HxW of the edge loop's clip (default: --size)"
     )
     parser.add_argument(
         "--edge-cameras",
@@ -146,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scaling-models", type=parse_list(), default=("segnet-lite",))
     parser.add_argument(
         "--scaling-sizes",
-        type=parse_list(kind=size),
+        type=parse_list(kind=size_arg),
         default=((180, 240), (360, 480), (720, 960)),
         help="e.g. 180x240,360x480",
     )
