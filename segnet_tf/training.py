@@ -37,6 +37,7 @@ from segnet_tf.distributed import (
 from segnet_tf.losses import DistillationLoss, WeightedSparseCategoricalCrossentropy
 from segnet_tf.metrics import miou_metric
 from segnet_tf.models import build_model, load_model, transfer_weights
+from segnet_tf.models.blocks import ENCODER_PREFIX
 from segnet_tf.models.encoder_weights import calibrate_batch_norm
 from segnet_tf.optimizers import LayerwiseAdamW
 from segnet_tf.run_logs import run_log_callbacks
@@ -56,7 +57,6 @@ from segnet_tf.runs import (
 LOGGER = logging.getLogger(__name__)
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo names
-ENCODER_PREFIX = "block"  # the encoder's layers: block{stage}_conv{n}, _bn, _pool, _dropout
 CALIBRATION_BATCHES = 8  # training batches that measure a pretrained encoder's statistics
 MONITOR = "val_miou"
 

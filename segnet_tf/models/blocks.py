@@ -18,6 +18,9 @@ import keras
 from segnet_tf.layers import MaxPoolingWithArgmax2D, MonteCarloDropout
 
 BN_MOMENTUM = 0.9  # moving statistics that keep up within an epoch of a short or resumed run
+# Every encoder layer's name starts so (block<s>_conv<c>, its _bn and _relu, block<s>_pool,
+# block<s>_dropout) and no decoder layer's: freezing and learning-rate multipliers find it so.
+ENCODER_PREFIX = "block"
 
 
 def conv_bn_relu(
@@ -73,7 +76,7 @@ class EncoderStage(NamedTuple):
 
 def pool_name(stage: int) -> str:
     """The name of encoder stage ``stage``'s pooling (1 = the first, full-resolution one)."""
-    return f"block{stage}_pool"
+    return f"{ENCODER_PREFIX}{stage}_pool"
 
 
 def encoder(x, stages, kernel_size: int, dropout_from: int | None = None, argmax: bool = True):
@@ -81,7 +84,7 @@ def encoder(x, stages, kernel_size: int, dropout_from: int | None = None, argmax
     switches = []
     for s, widths in enumerate(stages, start=1):
         for c, filters in enumerate(widths, start=1):
-            x = conv_bn_relu(x, filters, kernel_size, name=f"block{s}_conv{c}")
+            x = conv_bn_relu(x, filters, kernel_size, name=f"{ENCODER_PREFIX}{s}_conv{c}")
         pre_pool = x
         if argmax:
             x, indices = MaxPoolingWithArgmax2D(name=pool_name(s))(x)
@@ -89,7 +92,7 @@ def encoder(x, stages, kernel_size: int, dropout_from: int | None = None, argmax
             x, indices = keras.layers.MaxPooling2D(padding="same", name=pool_name(s))(x), None
         switches.append(EncoderStage(pre_pool, x, indices))
         if dropout_from is not None and s >= dropout_from:
-            x = MonteCarloDropout(0.5, name=f"block{s}_dropout")(x)
+            x = MonteCarloDropout(0.5, name=f"{ENCODER_PREFIX}{s}_dropout")(x)
     return x, switches
 
 

@@ -97,8 +97,10 @@ def encoder_addition_decoder(x, switches, spec: DecoderSpec):
 
 
 def score(x, s: int, num_classes: int):
-    """FCN's dimensionality reduction: a 1x1 convolution of a pooled map to K class channels."""
-    return class_head(x, num_classes, name=f"block{s}_score")
+    """FCN's dimensionality reduction: a 1x1 convolution of a pooled map to K class channels.
+    A decoder layer (named ``decoder<s>_score``), though it reads encoder stage ``s``: whatever
+    starts with :data:`segnet_tf.models.blocks.ENCODER_PREFIX` is the encoder."""
+    return class_head(x, num_classes, name=f"decoder{s}_score")
 
 
 def fcn_decoder(x, switches, spec: DecoderSpec, *, addition: bool = True, reduction: bool = True):

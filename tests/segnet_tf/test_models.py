@@ -3,13 +3,15 @@ init."""
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pytest
 
 import segnet_tf
 from segnet_tf.layers import MaxPoolingWithArgmax2D, MonteCarloDropout
-from segnet_tf.models.blocks import encoder_stages
+from segnet_tf.models.blocks import ENCODER_PREFIX, encoder_stages
 from segnet_tf.models.segnet import IMAGENET_MEAN
 
 
@@ -137,3 +139,17 @@ def test_encoder_stages_are_found_again_in_a_saved_model(name, decoder, convs, t
     ]
     inputs = keras.Input((8, 8, 3))
     assert encoder_stages(keras.Model(inputs, keras.layers.MaxPooling2D()(inputs))) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "decoder"), [("segnet-lite", "fcn"), ("segnet-lite", "unet"), ("segnet-basic", "fcn")]
+)
+def test_only_encoder_layers_carry_the_encoder_prefix(name, decoder):
+    """Freezing the encoder and its learning-rate multiplier select layers by this prefix: FCN's
+    score heads read encoder maps but belong to the decoder."""
+    model = segnet_tf.build_model(name, (None, None, 3), 5, decoder=decoder, bayesian=True)
+    names = [layer.name for layer in model.layers]
+    encoder = [n for n in names if n.startswith(ENCODER_PREFIX)]
+    pattern = re.compile(rf"{ENCODER_PREFIX}\d+_(conv\d+(_bn|_relu)?|pool|dropout)")
+    assert encoder and all(pattern.fullmatch(n) for n in encoder), encoder
+    assert ("decoder1_score" in names) == (decoder == "fcn")
