@@ -44,8 +44,8 @@ class DatasetConfig:
     id_map: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
-        """Every value checked here, once, whoever builds the config (a YAML file, a run's
-        config.json, a packed dataset's manifest): a bad one fails at ``data check`` and
+        """Every value checked here, once, whoever builds the config (a YAML file, a run folder's
+        classes, a packed dataset's manifest): a bad one fails at ``data check`` and
         ``train``, not later in ``predict`` or on the board."""
         duplicates = [n for n, k in Counter(self.class_names).items() if k > 1]
         if duplicates:
