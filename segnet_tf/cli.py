@@ -187,11 +187,6 @@ def train_option(field: str, help: str, **kwargs):
     "dropout", "Bayesian SegNet's dropout (p=0.5) on the deepest encoder and decoder stages."
 )
 @train_option("weight_decay", "AdamW's decoupled weight decay.")
-@train_option("epochs", "Epochs of the run.")
-@train_option("batch_size", "Global batch size, split across replicas.")
-@train_option(
-    "class_weights", "median | sqrt-median | none | FILE (JSON list or one weight per line)."
-)
 @train_option("epochs", "Epochs to train.")
 @train_option("batch_size", "Global batch size, split across replicas.")
 @train_option(

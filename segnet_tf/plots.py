@@ -1,6 +1,7 @@
 """The pictures segnet-tf draws, with matplotlib (the ``viz`` extra) on its file-only Agg
-backend: a run's training curves (``results.png``), an evaluation's row-normalised confusion
-matrix, per-class IoU bars and a grid of sample predictions, and the decoder study's trade-off.
+backend: a run's training curves (:attr:`segnet_tf.runs.RunFolder.results`), an evaluation's
+row-normalised confusion matrix, per-class IoU bars and a grid of sample predictions, and the
+decoder study's trade-off.
 
 Every function takes numbers, writes one PNG and returns its path; none reads a model or a
 dataset, so a test can draw from numbers worked out by hand.
@@ -39,9 +40,9 @@ def _save(fig, path: Path) -> Path:
 
 
 def training_curves(history: Mapping[str, Sequence[float]], path: Path, title: str = "") -> Path:
-    """``results.png``: loss (train, val) and mIoU (train, val) per epoch (1-based, as the run's
-    ``state.json`` counts), from a run's ``history.csv`` columns (``epoch``, ``loss``,
-    ``val_loss``, ``miou``, ``val_miou``); the best val mIoU is starred."""
+    """A run's curves: loss (train, val) and mIoU (train, val) per epoch (1-based, as the run's
+    state counts), from the columns of its history (``epoch``, ``loss``, ``val_loss``, ``miou``,
+    ``val_miou``); the best val mIoU is starred."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 

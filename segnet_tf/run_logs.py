@@ -1,7 +1,8 @@
 """What a run writes for people to look at: TensorBoard logs through
 ``keras.callbacks.TensorBoard`` (``tensorboard --logdir RUN/tensorboard``) and, when training
-ends, ``results.png``, the loss and mIoU curves of the whole run (``history.csv``, resumed epochs
-included). Both need the ``viz`` extra; without it training runs and says once what it skips.
+ends, a picture of the loss and mIoU curves of the whole run (its history, resumed epochs
+included; :class:`segnet_tf.runs.RunFolder` names the files). Both need the ``viz`` extra;
+without it training runs and says once what it skips.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ResultsPlot(keras.callbacks.Callback):
 
 
 def run_log_callbacks(run_dir: Path) -> list[keras.callbacks.Callback]:
-    """The chief's TensorBoard and ``results.png`` callbacks, those whose packages are here."""
+    """The chief's TensorBoard and curve-picture callbacks, those whose packages are here."""
     run_dir = Path(run_dir)
     found = []
     if importlib.util.find_spec("tensorboard") is not None:
@@ -48,7 +49,7 @@ def run_log_callbacks(run_dir: Path) -> list[keras.callbacks.Callback]:
         found.append(ResultsPlot(run_dir))
     if len(found) < 2:
         LOGGER.warning(
-            "no TensorBoard logs or results.png without tensorboard and matplotlib: "
+            f"no TensorBoard logs or {RunFolder.RESULTS} without tensorboard and matplotlib: "
             "pip install 'segnet-tf[viz]'"
         )
     return found
