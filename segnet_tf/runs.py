@@ -204,7 +204,7 @@ def write_run_config(run_dir: Path, info: Mapping) -> None:
     atomic_write_text(RunFolder(run_dir).config, json.dumps(info, indent=2))
 
 
-RUN_PATHS = ("out", "data", "init_weights", "teacher")  # the training options that name files
+RUN_PATHS = ("out", "data", "init_weights")  # the training options that name files
 
 
 def _moved_paths(train: Mapping, move) -> dict:
