@@ -1,5 +1,5 @@
-"""No module of segnet_tf/ or export/ imports one that imports it back, lazily (an import inside
-a function) or not: each idea has one home, and the layers depend one way."""
+"""No module of segnet_tf/, export/ or edge_demo/ imports one that imports it back, lazily (an
+import inside a function) or not: each idea has one home, and the layers depend one way."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # folder in the repository -> the module name it installs or runs as
-PACKAGES = {"segnet_tf": "segnet_tf", "export": "segnet_tf.export"}
+PACKAGES = {"segnet_tf": "segnet_tf", "export": "segnet_tf.export", "edge_demo": "edge_demo"}
 
 
 def project_modules() -> dict[str, Path]:
