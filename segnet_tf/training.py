@@ -105,8 +105,9 @@ def train(
     train_samples, val_samples = train_val_samples(dataset, config.seed)
     weights = resolve_class_weights(config.class_weights, dataset)
     # Stored resolved: a resumed run must load its model under the policy it was saved with.
-    config = replace(config, precision=resolve_precision(config.precision))
-    LOGGER.info("precision: %s", config.precision)
+    if config.precision == "auto":  # a choice made for the user is said
+        config = replace(config, precision=resolve_precision(config.precision))
+        LOGGER.info("precision: %s (--precision auto on this machine)", config.precision)
     cluster = cluster_from_env() if isinstance(strategy, MultiWorkerStrategy) else None
     chief = cluster is None or cluster.is_chief
     # The run folder's config is written only once the model is built, so a refused option or
