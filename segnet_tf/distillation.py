@@ -32,14 +32,6 @@ LOGGER = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def teacher_logits(
     teacher: str | Path,
     samples: Sequence[SampleLike],
@@ -64,7 +56,7 @@ def teacher_logits(
     files = [out_dir / f"{i:05d}.npy" for i in range(len(samples))]
     manifest = {
         "teacher": str(path),
-        "sha256": file_sha256(path),
+        "sha256": _sha256(path),
         "size": list(size),
         "samples": [s.name for s in samples],
     }
@@ -84,6 +76,11 @@ def teacher_logits(
                     np.save(f, frame, allow_pickle=False)
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1))
     return files
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
