@@ -26,7 +26,7 @@ import keras
 
 from benchmarks.timing import environment, interleaved
 from benchmarks.training import scene_batch
-from segnet_tf.cli import parse_size
+from segnet_tf.config import parse_size
 from segnet_tf.losses import WeightedSparseCategoricalCrossentropy
 from segnet_tf.models import build_model
 from segnet_tf.training import global_dtype_policy, set_encoder_trainable
@@ -89,9 +89,7 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="segnet")
-    parser.add_argument(
-        "--input-size", type=lambda v: parse_size(None, None, v), default=(180, 240)
-    )
+    parser.add_argument("--input-size", type=parse_size, default=(180, 240))
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path)

@@ -31,7 +31,8 @@ DATASET_INPUT_SIZE = (360, 480)  # the paper's CamVid resolution
 DEFAULT_MAX_CROP = (240, 320)
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 # "auto": mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16 arithmetic (AMX,
-# AVX-512 BF16; 2.0-2.5x faster steps of the full segnet), float32 elsewhere.
+# AVX-512 BF16; about 2x faster steps of the full segnet: benchmarks/recipe_speed.py), float32
+# elsewhere.
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 CLASS_WEIGHTS = ("median", "sqrt-median", "none")  # or a file of weights
 # Widths above 4x VGG16's (2048 filters in the deepest stages) are not a model a board or a
