@@ -1,6 +1,7 @@
 """The cross-drive table of a recipe screening (``screen.sh``): one row per run, scored on the
 held-out drive, best (held-out-selected) and last epoch, with the per-class IoU of the last; the
-run it started from (``scratch`` or its ``--init-weights`` run) and its own epochs.
+run it started from (its ``--init-weights`` run, its ``--encoder-weights``, or ``scratch``) and its
+own epochs.
 
 Usage: python benchmarks/screen_table.py RUNS_DIR > table.md (models/*/screen.sh run it)
 """
@@ -22,10 +23,11 @@ def row(run: Path) -> tuple[list[str], list[str]] | None:
         return None
     b, t = json.loads(best.read_text()), json.loads(last.read_text())
     state = json.loads((run / "state.json").read_text())
-    init = json.loads((run / "config.json").read_text())["train"]["init_weights"]
+    train = json.loads((run / "config.json").read_text())["train"]
+    init, encoder = train["init_weights"], train.get("encoder_weights", "none")
     cells = [
         run.name,
-        "scratch" if init is None else Path(init).parent.name,
+        Path(init).parent.name if init else ("scratch" if encoder == "none" else encoder),
         str(state["epoch"]),
         f"{pct(b['miou'])} (epoch {state['best_epoch']})",
         pct(t["miou"]),
