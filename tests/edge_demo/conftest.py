@@ -77,3 +77,9 @@ def clip_frames() -> list[np.ndarray]:
 def input_size() -> tuple[int, int]:
     """The test models' input ``(H, W)``."""
     return INPUT_SIZE
+
+
+@pytest.fixture(scope="module")
+def picture(clip_frames) -> np.ndarray:
+    """One frame of the clip, as a picture to upload."""
+    return clip_frames[3]

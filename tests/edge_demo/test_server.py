@@ -47,11 +47,6 @@ def encode(image: np.ndarray, ext: str, *params: int) -> bytes:
     return buf.tobytes()
 
 
-@pytest.fixture(scope="module")
-def picture(clip_frames) -> np.ndarray:
-    return clip_frames[3]
-
-
 # --- addresses, in process (upload parsing: test_uploads.py) ------------------------------
 
 

@@ -27,11 +27,6 @@ def encode(image: np.ndarray, ext: str, *params: int) -> bytes:
     return buf.tobytes()
 
 
-@pytest.fixture(scope="module")
-def picture(clip_frames) -> np.ndarray:
-    return clip_frames[3]
-
-
 def form(*parts: bytes, boundary: bytes = b"XyZ") -> bytes:
     """A multipart body of ``parts`` (each its headers, a blank line and content)."""
     body = b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts)
